@@ -1,0 +1,1 @@
+"""Client for the object-detection HTTP service; see client.send2api."""

@@ -1,0 +1,97 @@
+"""Service configuration, read from the environment once per process and validated up front.
+
+Every error names the variable and the bad value, so a misconfigured deployment fails at start
+with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_IMAGES = 16
+# 50 megapixels: above a 48 MP phone photo, far below what would exhaust a worker's memory.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+# Keep in step with predict.OPENCV_PIXEL_BACKSTOP: OpenCV itself refuses larger images.
+MAX_IMAGE_PIXELS_CEILING = 1 << 28
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    api_tokens: tuple[str, ...] = ()
+    auth_disabled: bool = False
+    models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
+    model_name: str = "yolox_nano"
+    intra_op_threads: int = 1
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_images_per_request: int = DEFAULT_MAX_IMAGES
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.auth_disabled and not self.api_tokens:
+            raise ConfigError(
+                "API_TOKENS is empty: set one or more comma-separated tokens, or set "
+                "AUTH_DISABLED=1 to run without authentication (local development only)"
+            )
+        for token in self.api_tokens:
+            if not token or token != token.strip():
+                raise ConfigError("API_TOKENS holds an empty token or one with spaces around it")
+        checks = (
+            ("INTRA_OP_THREADS", self.intra_op_threads, 1, 64),
+            ("MAX_BODY_BYTES", self.max_body_bytes, 1024, 1 << 31),
+            ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
+            ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
+        )
+        for key, value, low, high in checks:
+            if not low <= value <= high:
+                raise ConfigError(f"{key}={value}: must be between {low} and {high}")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+
+
+def _int(environ: Mapping[str, str], key: str, default: int) -> int:
+    raw = environ.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r}: must be an integer") from None
+
+
+def _bool(environ: Mapping[str, str], key: str) -> bool:
+    raw = environ.get(key, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{key}={raw!r}: use 1/true/yes/on or 0/false/no/off")
+
+
+def load_config(environ: Mapping[str, str]) -> ServiceConfig:
+    """Build the configuration from environment variables (see the README's table)."""
+    tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
+    models_dir = environ.get("MODELS_DIR", "").strip()
+    return ServiceConfig(
+        api_tokens=tokens,
+        auth_disabled=_bool(environ, "AUTH_DISABLED"),
+        models_dir=Path(models_dir) if models_dir else PROJECT_ROOT / "models",
+        model_name=environ.get("MODEL_NAME", "").strip() or "yolox_nano",
+        intra_op_threads=_int(environ, "INTRA_OP_THREADS", 1),
+        max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        max_images_per_request=_int(environ, "MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES),
+        max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+        log_level=environ.get("LOG_LEVEL", "").strip().upper() or "INFO",
+    )

@@ -1,0 +1,39 @@
+"""Gunicorn settings for the detection service. Every value can be overridden from the
+environment variables named below; `gunicorn --check-config -c gunicorn.conf.py` validates it
+(gunicorn silently ignores misspelt settings, so the test suite runs that check)."""
+
+import os
+
+
+def _cpu_count() -> int:
+    # The cores this process may run on (a container's cpuset), not the host's total.
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# The app factory is called in each worker after the fork: an onnxruntime session created
+# before forking runs single-threaded, stalls worker recycling and can deadlock.
+wsgi_app = "serve_http:create_app()"
+preload_app = False
+
+bind = os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+
+# Inference is CPU-bound and each worker runs one intra-op thread by default, so one worker
+# per core; keep WEB_CONCURRENCY x INTRA_OP_THREADS <= cores (oversubscription halves
+# throughput).
+workers = int(os.environ.get("WEB_CONCURRENCY") or _cpu_count())
+worker_class = "sync"
+
+# A 16-image batch of large photos takes a few seconds on one core; 120 s is far above that
+# and still recycles a worker that is truly stuck.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 30
+keepalive = 5
+
+# Access log to stdout without the query string: `?key=` can carry the API key.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'

@@ -1,0 +1,253 @@
+"""End to end: real gunicorn (2 workers) on a loopback port, the real model, called over HTTP
+with the project's own client and with Google's official client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from client.send2api import ApiError, send2api
+from tests.conftest import REPO_ROOT, SAMPLE_IMAGES, shared_image
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-token-\u0032f9"
+READY_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    def __init__(self, url: str, log_path: Path) -> None:
+        self.url = url
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    if not (REPO_ROOT / "models" / "yolox_nano.onnx").is_file():
+        pytest.skip("models/yolox_nano.onnx is missing: run `make model`")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    env = {
+        **os.environ,
+        "API_TOKENS": f"other-token,{TOKEN}",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "INTRA_OP_THREADS": "1",
+    }
+    env.pop("AUTH_DISABLED", None)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    live = LiveServer(url, log_path)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {process.returncode}:\n{live.log()}")
+            try:
+                if requests.get(url + "readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"gunicorn not ready after {READY_TIMEOUT_S} s:\n{live.log()}")
+            time.sleep(0.2)
+        yield live
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail("gunicorn did not stop within 30 s of SIGTERM")
+    assert returncode == 0, live.log()
+
+
+def names_of(response: dict[str, Any]) -> list[str]:
+    return [a["name"] for a in response["localizedObjectAnnotations"]]
+
+
+def test_client_on_dog(server: LiveServer) -> None:
+    result = send2api(server.url, TOKEN, shared_image("dog.jpg"))
+    (response,) = result["responses"]
+    assert {"dog", "bicycle", "car"} <= set(names_of(response))
+    assert response["imageSize"] == {"width": 768, "height": 576}
+
+
+def test_client_batch_of_sample_images(server: LiveServer) -> None:
+    images = [SAMPLE_IMAGES / n for n in ("astronaut.png", "chelsea.png", "coffee.png")]
+    astronaut, chelsea, coffee = send2api(server.url, TOKEN, images)["responses"]
+    assert "person" in names_of(astronaut)
+    assert "cat" in names_of(chelsea)
+    assert "cup" in names_of(coffee)
+
+
+def test_client_raises_on_a_wrong_token(server: LiveServer) -> None:
+    with pytest.raises(ApiError) as caught:
+        send2api(server.url, "wrong-token", SAMPLE_IMAGES / "chelsea.png")
+    assert caught.value.status_code == 401
+
+
+def test_client_cli(server: LiveServer) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client.send2api",
+            str(SAMPLE_IMAGES / "chelsea.png"),
+            "--url",
+            server.url,
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "API_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "cat" in names_of(json.loads(completed.stdout)["responses"][0])
+    assert TOKEN not in completed.stdout + completed.stderr
+
+
+def test_batch_with_garbage_middle(server: LiveServer) -> None:
+    content = base64.b64encode(shared_image("dog.jpg").read_bytes()).decode()
+    body = {
+        "requests": [
+            {"image": {"content": content}, "features": [{"score_th": 0.35}]},
+            {"image": {"content": "garbage"}},
+            {"image": {"content": content}},
+        ]
+    }
+    response = requests.post(server.url, json=body, headers={"X-Api-Token": TOKEN}, timeout=60)
+    assert response.status_code == 200
+    first, middle, last = response.json()["responses"]
+    assert {"dog", "bicycle", "car"} <= set(names_of(first))
+    assert middle["error"]["code"] == 3
+    assert {"dog", "bicycle", "car"} <= set(names_of(last))
+
+
+def test_google_client_object_localization(server: LiveServer) -> None:
+    vision = pytest.importorskip("google.cloud.vision")
+    client = vision.ImageAnnotatorClient(
+        transport="rest",
+        client_options={"api_endpoint": server.url.rstrip("/"), "api_key": TOKEN},
+    )
+    image = vision.Image(content=shared_image("bus.jpg").read_bytes())
+    objects = client.object_localization(image=image).localized_object_annotations
+    names = [o.name for o in objects]
+    assert "bus" in names
+    assert names.count("person") >= 3
+    scores = [o.score for o in objects]
+    assert scores == sorted(scores, reverse=True)
+    for annotation in objects:
+        corners = annotation.bounding_poly.normalized_vertices
+        assert len(corners) == 4
+        assert all(0.0 <= v.x <= 1.0 and 0.0 <= v.y <= 1.0 for v in corners)
+        assert corners[0].x < corners[1].x
+        assert corners[0].y < corners[3].y
+    bus = objects[names.index("bus")].bounding_poly.normalized_vertices
+    # The bus fills the picture's width and its middle band (810x1080 photo).
+    assert bus[0].x < 0.1
+    assert bus[1].x > 0.9
+    assert 0.1 < bus[0].y < 0.3
+    assert 0.6 < bus[2].y < 0.8
+
+
+def test_google_client_wrong_key(server: LiveServer) -> None:
+    vision = pytest.importorskip("google.cloud.vision")
+    exceptions = pytest.importorskip("google.api_core.exceptions")
+    client = vision.ImageAnnotatorClient(
+        transport="rest",
+        client_options={"api_endpoint": server.url.rstrip("/"), "api_key": "wrong"},
+    )
+    with pytest.raises(exceptions.Unauthorized):
+        client.object_localization(image=vision.Image(content=b"x"))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_20_mb_body_is_413(server: LiveServer, chunked: bool) -> None:
+    blob = b" " * (20 * 1024 * 1024)
+    data: Any = blob
+    if chunked:
+        # A generator makes requests send Transfer-Encoding: chunked, with no Content-Length.
+        data = (blob[i : i + (1 << 20)] for i in range(0, len(blob), 1 << 20))
+    response = requests.post(
+        server.url,
+        data=data,
+        headers={"X-Api-Token": TOKEN, "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["reason"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "status"),
+    [
+        ({"Content-Type": "application/json"}, b'{"requests": []}', 401),
+        ({"X-Api-Token": TOKEN, "Content-Type": "application/json"}, b"{oops", 400),
+        ({"X-Api-Token": TOKEN, "Content-Type": "application/json"}, b"[" * 200_000, 400),
+        ({"X-Api-Token": "t\u00f6ken".encode().decode("latin-1")}, b"{}", 401),
+        ({"X-Api-Token": TOKEN, "Content-Type": "text/plain"}, b"{}", 415),
+    ],
+)
+def test_bad_input_over_http(
+    server: LiveServer, headers: dict[str, str], data: bytes, status: int
+) -> None:
+    response = requests.post(server.url, data=data, headers=headers, timeout=30)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == status
+    assert "Traceback" not in response.text
+
+
+def test_probes_and_models(server: LiveServer) -> None:
+    assert requests.get(server.url + "healthz", timeout=5).json() == {"status": "ok"}
+    models = requests.get(
+        server.url + "v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    ).json()
+    (model,) = models["models"]
+    assert model["name"] == "yolox_nano"
+    assert model["sha256"] in {
+        "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14",
+        "c789161ed43c8269fcd4e67c67eeeb4e80c622da2eb296a20bc6007bd18a0b7d",
+    }
+
+
+def test_zz_log_has_no_token_and_no_traceback(server: LiveServer) -> None:
+    # Named to run last in this module, after every request above has been logged.
+    requests.get(server.url + f"v1/models?key={TOKEN}", timeout=5)
+    time.sleep(0.5)
+    log = server.log()
+    assert "request_id=" in log
+    assert TOKEN not in log
+    assert "Traceback" not in log

@@ -1,0 +1,241 @@
+"""Configuration, gunicorn settings, model fetching and the module layout."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, ServiceConfig, load_config
+from tests.conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import fetch_model
+
+# ------------------------------------------------------------------------------- config
+
+
+def test_config_defaults() -> None:
+    config = load_config({"API_TOKENS": "a, b ,,c"})
+    assert config.api_tokens == ("a", "b", "c")
+    assert config.model_name == "yolox_nano"
+    assert config.intra_op_threads == 1
+    assert config.max_body_bytes == 10 * 1024 * 1024
+    assert config.max_images_per_request == 16
+    assert config.models_dir == REPO_ROOT / "models"
+
+
+def test_config_reads_every_variable(tmp_path: Path) -> None:
+    config = load_config(
+        {
+            "AUTH_DISABLED": "true",
+            "MODELS_DIR": str(tmp_path),
+            "MODEL_NAME": "nanodet_m_416",
+            "INTRA_OP_THREADS": "2",
+            "MAX_BODY_BYTES": "2_000_000",
+            "MAX_IMAGES_PER_REQUEST": "4",
+            "MAX_IMAGE_PIXELS": "1000000",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert config == ServiceConfig(
+        auth_disabled=True,
+        models_dir=tmp_path,
+        model_name="nanodet_m_416",
+        intra_op_threads=2,
+        max_body_bytes=2_000_000,
+        max_images_per_request=4,
+        max_image_pixels=1_000_000,
+        log_level="DEBUG",
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({}, "API_TOKENS"),  # no token and auth not switched off: refuse to start
+        ({"API_TOKENS": " , "}, "API_TOKENS"),  # only separators
+        ({"API_TOKENS": "a", "AUTH_DISABLED": "maybe"}, "AUTH_DISABLED"),
+        ({"API_TOKENS": "a", "INTRA_OP_THREADS": "two"}, "INTRA_OP_THREADS"),
+        ({"API_TOKENS": "a", "INTRA_OP_THREADS": "0"}, "INTRA_OP_THREADS"),
+        ({"API_TOKENS": "a", "MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
+        ({"API_TOKENS": "a", "MAX_IMAGES_PER_REQUEST": "0"}, "MAX_IMAGES_PER_REQUEST"),
+        ({"API_TOKENS": "a", "MAX_IMAGE_PIXELS": str(1 << 30)}, "MAX_IMAGE_PIXELS"),
+        ({"API_TOKENS": "a", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_config_errors_name_the_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(environ)
+
+
+# ------------------------------------------------------------------------------- gunicorn
+
+
+def _gunicorn_check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"API_TOKENS", "AUTH_DISABLED"}}
+    return subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--check-config", "-c", "gunicorn.conf.py"],
+        cwd=REPO_ROOT,
+        env={**env, **environ},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_gunicorn_check_config() -> None:
+    if not (REPO_ROOT / "models" / "yolox_nano.onnx").is_file():
+        pytest.skip("models/yolox_nano.onnx is missing: run `make model`")
+    completed = _gunicorn_check({"API_TOKENS": "check-token"})
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_gunicorn_refuses_to_start_without_a_token() -> None:
+    completed = _gunicorn_check({})
+    assert completed.returncode != 0
+    assert "API_TOKENS is empty" in completed.stdout + completed.stderr
+
+
+def test_gunicorn_settings() -> None:
+    code = compile((REPO_ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec")
+    settings: dict[str, object] = {}
+    env_backup = dict(os.environ)
+    try:
+        os.environ.update({"PORT": "6123", "WEB_CONCURRENCY": "3"})
+        os.environ.pop("BIND", None)
+        exec(code, settings)  # noqa: S102 - our own config file, as gunicorn itself loads it
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    assert settings["bind"] == "0.0.0.0:6123"
+    assert settings["workers"] == 3
+    assert settings["preload_app"] is False
+    assert settings["wsgi_app"] == "serve_http:create_app()"
+    assert "%(q)s" not in str(settings["access_log_format"])  # no query strings (API keys)
+    assert "%(r)s" not in str(settings["access_log_format"])
+
+
+# ------------------------------------------------------------------------------- fetch_model
+
+
+def _models_dir(tmp_path: Path, payload: bytes, upstream: str | None = None) -> Path:
+    models = tmp_path / "models"
+    models.mkdir()
+    manifest = {
+        "name": "tiny",
+        "file": "tiny.onnx",
+        "sha256": [hashlib.sha256(payload).hexdigest()],
+        "upstream_url": upstream,
+    }
+    (models / "tiny.json").write_text(json.dumps(manifest))
+    return models
+
+
+def test_fetch_from_mirror_verifies_and_is_idempotent(tmp_path: Path) -> None:
+    models = _models_dir(tmp_path, b"weights")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tiny.onnx").write_bytes(b"weights")
+    first = fetch_model.fetch("tiny", models, mirror, optional=False)
+    assert "from mirror" in first
+    assert (models / "tiny.onnx").read_bytes() == b"weights"
+    assert "present" in fetch_model.fetch("tiny", models, mirror, optional=False)
+    assert not list(models.glob("*.part"))
+
+
+def test_fetch_refuses_a_wrong_checksum(tmp_path: Path) -> None:
+    models = _models_dir(tmp_path, b"weights")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tiny.onnx").write_bytes(b"tampered")
+    with pytest.raises(fetch_model.FetchError, match="sha256"):
+        fetch_model.fetch("tiny", models, mirror, optional=False)
+    assert not (models / "tiny.onnx").exists()
+    assert not list(models.glob("*.part"))
+
+
+def test_fetch_replaces_a_corrupt_local_file(tmp_path: Path) -> None:
+    models = _models_dir(tmp_path, b"weights")
+    (models / "tiny.onnx").write_bytes(b"corrupt")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tiny.onnx").write_bytes(b"weights")
+    fetch_model.fetch("tiny", models, mirror, optional=False)
+    assert (models / "tiny.onnx").read_bytes() == b"weights"
+
+
+def test_fetch_without_any_source(tmp_path: Path) -> None:
+    models = _models_dir(tmp_path, b"weights")
+    with pytest.raises(fetch_model.FetchError, match="MODEL_MIRROR"):
+        fetch_model.fetch("tiny", models, None, optional=False)
+    assert "skipped" in fetch_model.fetch("tiny", models, None, optional=True)
+
+
+def test_fetch_refuses_plain_http(tmp_path: Path) -> None:
+    models = _models_dir(tmp_path, b"weights", upstream="http://127.0.0.1:9/tiny.onnx")
+    with pytest.raises(fetch_model.FetchError, match="non-https"):
+        fetch_model.fetch("tiny", models, None, optional=False)
+
+
+def test_fetch_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    models = _models_dir(tmp_path, b"weights")
+    assert fetch_model.main(["tiny", "--models-dir", str(models), "--mirror", str(tmp_path)]) == 1
+    assert "error:" in capsys.readouterr().err
+
+
+def test_shipped_manifests_are_valid() -> None:
+    from predict import load_manifest
+
+    for path in sorted((REPO_ROOT / "models").glob("*.json")):
+        manifest = load_manifest(path)
+        assert len(manifest.class_names) == 80
+        assert manifest.sha256, path
+
+
+# ------------------------------------------------------------------------------- layout
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        # predict knows nothing of HTTP or of the modules above it
+        ("predict.py", {"flask", "werkzeug", "utils_serve", "serve_http", "config"}),
+        # the wire edge never reaches up to the app
+        ("utils_serve.py", {"serve_http", "flask"}),
+        # the client is standalone: requests and the standard library only
+        ("client/send2api.py", {"predict", "utils_serve", "serve_http", "config", "flask"}),
+    ],
+)
+def test_imports_flow_one_way(module: str, forbidden: set[str]) -> None:
+    assert not _imports(REPO_ROOT / module) & forbidden
+
+
+def test_modules_import_cleanly() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", "import serve_http, utils_serve, predict, client.send2api"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
