@@ -76,8 +76,8 @@ class Detections:
     class_ids: IntArray
 
     def __post_init__(self) -> None:
-        n = self.scores.shape[0]
-        if self.xyxy.shape != (n, 4) or self.class_ids.shape != (n,) or self.scores.ndim != 1:
+        n = self.scores.shape[0] if self.scores.ndim == 1 else -1
+        if self.xyxy.shape != (n, 4) or self.class_ids.shape != (n,):
             raise ValueError(
                 f"inconsistent detection shapes: xyxy {self.xyxy.shape}, "
                 f"scores {self.scores.shape}, class_ids {self.class_ids.shape}"
@@ -184,7 +184,7 @@ def load_manifest(path: Path) -> ModelManifest:
         raise ModelLoadError(f"{path}: a manifest is a JSON object")
     size = _manifest_field(raw, "input_size", dict, path)
     width, height = size.get("width"), size.get("height")
-    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
         raise ModelLoadError(f"{path}: input_size needs positive integer width and height")
     if "class_names" in raw:
         names = _manifest_field(raw, "class_names", list, path)
@@ -192,7 +192,7 @@ def load_manifest(path: Path) -> ModelManifest:
         labels_path = path.parent / _manifest_field(raw, "labels_file", str, path)
         try:
             lines = labels_path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8
             raise ModelLoadError(f"{path}: cannot read labels file {labels_path}: {exc}") from exc
         names = [line.strip() for line in lines if line.strip()]
     else:
@@ -336,15 +336,15 @@ def nms(xyxy: FloatArray, scores: FloatArray, iou_threshold: float) -> IntArray:
 def batched_nms(detections: Detections, iou_threshold: float) -> Detections:
     """Class-aware NMS: boxes of different classes never suppress each other.
 
-    Each class is shifted by its own offset larger than any coordinate, so one NMS pass
-    handles all classes without a Python loop over them.
+    Each class is shifted by its own offset larger than the span of all coordinates (boxes
+    may be negative before clipping), so one NMS pass handles all classes without a loop.
     """
     if len(detections) == 0:
         return detections
     if len(detections) > MAX_NMS_CANDIDATES:
         top = np.argsort(-detections.scores, kind="stable")[:MAX_NMS_CANDIDATES]
         detections = detections.select(top)
-    offset = float(np.abs(detections.xyxy).max()) + 1.0
+    offset = float(detections.xyxy.max() - detections.xyxy.min()) + 1.0
     shifted = detections.xyxy + (detections.class_ids.astype(np.float32) * offset)[:, None]
     return detections.select(nms(shifted, detections.scores, iou_threshold))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import random
 import struct
 import time
@@ -510,7 +511,7 @@ def test_accepts_bytearray_and_memoryview(
 
 def sample_photos() -> list[Path]:
     photos = sorted((REPO_ROOT / "sample_images").glob("*.png"))
-    shared = REPO_ROOT.parent / "shared" / "images"
+    shared = Path(os.environ.get("TEST_IMAGES_DIR", REPO_ROOT.parent / "shared" / "images"))
     photos += sorted(shared.glob("*.jpg")) + sorted(shared.glob("coco/*.jpg"))[:20]
     return photos
 
