@@ -6,6 +6,7 @@ worker after forking, so every worker builds its own onnxruntime session.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -21,30 +23,48 @@ from werkzeug.exceptions import HTTPException
 
 from config import ServiceConfig, load_config
 from predict import DetectionParams, load_detector
+from render import MIME_TYPES, render_annotated
 from utils_serve import (
+    ACCEPTABLE,
     ApiError,
     BadRequest,
     DetectorLike,
     Dialect,
+    ImageTask,
     MethodNotAllowed,
+    NotAcceptable,
     NotFound,
+    OutputRequest,
     PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedMediaType,
     check_token,
+    deepstack_error,
+    deepstack_response,
+    deepstack_task,
+    detect_one,
+    input_kind,
     is_json_mimetype,
     model_description,
     parse_annotate_request,
     parse_json_body,
     presented_token,
     read_body,
+    requested_output,
     run_tasks,
+    task_from_raw,
+    tasks_from_form,
 )
 
 logger = logging.getLogger("detection_service")
 
-# Routes anyone may call: probes must work without credentials.
-PUBLIC_ENDPOINTS = frozenset({"healthz", "readyz"})
+# Routes anyone may call: probes must work without credentials, and the contract is public.
+PUBLIC_ENDPOINTS = frozenset({"healthz", "readyz", "openapi"})
+# Answered in DeepStack's own error shape, which its clients parse.
+DEEPSTACK_ENDPOINTS = frozenset({"deepstack_detection"})
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
+# Multipart bodies: at most this many parts (16 images and their fields fit many times over).
+MAX_FORM_PARTS = 256
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_ERRORS: dict[int, type[ApiError]] = {
     400: BadRequest,
@@ -80,29 +100,74 @@ def _state() -> ServiceState:
     return state
 
 
-def _annotate(dialect: Dialect) -> Response:
-    state = _state()
-    if not is_json_mimetype(request.mimetype):
-        raise UnsupportedMediaType(
-            f"Content-Type {request.mimetype or '(none)'} is not supported here: "
-            "send Content-Type: application/json"
-        )
-    body = read_body(request.stream, request.content_length, state.config.max_body_bytes)
-    tasks = parse_annotate_request(
-        parse_json_body(body),
-        max_images=state.config.max_images_per_request,
+def _body() -> bytes:
+    return read_body(request.stream, request.content_length, _state().config.max_body_bytes)
+
+
+def _json_tasks(dialect: Dialect) -> list[ImageTask | ApiError]:
+    return parse_annotate_request(
+        parse_json_body(_body()),
+        max_images=_state().config.max_images_per_request,
         dialect=dialect,
         defaults=DetectionParams(),
     )
-    responses = run_tasks(tasks, state.detector, state.config.max_image_pixels, dialect)
+
+
+def _picture_response(tasks: list[ImageTask | ApiError], output: OutputRequest) -> Response:
+    """The single image of the request with its detections drawn on it."""
+    state = _state()
+    if len(tasks) != 1:
+        raise NotAcceptable(
+            f"a picture can be returned for one image only, this request has {len(tasks)}: "
+            "send one image or ask for JSON"
+        )
+    (task,) = tasks
+    if isinstance(task, ApiError):
+        raise task
+    image, result = detect_one(task, state.detector, state.config.max_image_pixels)
+    assert output.kind != "json"
+    picture = render_annotated(
+        image, result.detections, state.detector.info.class_names, output.kind, output.max_side
+    )
+    response = Response(picture, mimetype=MIME_TYPES[output.kind])
+    response.headers["X-Detection-Count"] = str(len(result.detections))
+    return response
+
+
+def _detect() -> Response:
+    """Our route: JSON, multipart, form or raw image by Content-Type; JSON or a picture out."""
+    state = _state()
+    output = requested_output(request.args, request.accept_mimetypes.best_match(ACCEPTABLE))
+    defaults = DetectionParams()
+    kind = input_kind(request.mimetype)
+    if kind == "json":
+        tasks = _json_tasks("native")
+    elif kind == "raw":
+        tasks = task_from_raw(_body(), request.args, defaults)
+    else:
+        tasks = tasks_from_form(
+            request.files,
+            request.form,
+            request.args,
+            state.config.max_images_per_request,
+            defaults,
+        )
+    if output.kind != "json":
+        return _picture_response(tasks, output)
+    responses = run_tasks(tasks, state.detector, state.config.max_image_pixels, "native")
     return json_response({"responses": responses})
 
 
 def _register_routes(app: Flask) -> None:
     @app.post("/")
     def annotate() -> Response:
-        """Our Vision-style JSON: thresholds in `features[0]`, extras in each response."""
-        return _annotate("native")
+        """The existing clients' route; the same as /v1/detect."""
+        return _detect()
+
+    @app.post("/v1/detect")
+    def detect() -> Response:
+        """The canonical detection route: every input form, JSON or a picture out."""
+        return _detect()
 
     @app.post("/v1/images:annotate", endpoint="google_annotate")
     @app.post("/v1/projects/<project>/images:annotate", endpoint="google_annotate")
@@ -112,7 +177,32 @@ def _register_routes(app: Flask) -> None:
     )
     def google_annotate(project: str | None = None, location: str | None = None) -> Response:
         """Google Cloud Vision's images:annotate for OBJECT_LOCALIZATION."""
-        return _annotate("google")
+        state = _state()
+        if not is_json_mimetype(request.mimetype):
+            raise UnsupportedMediaType(
+                f"Content-Type {request.mimetype or '(none)'} is not supported here: "
+                "send Content-Type: application/json"
+            )
+        tasks = _json_tasks("google")
+        responses = run_tasks(tasks, state.detector, state.config.max_image_pixels, "google")
+        return json_response({"responses": responses})
+
+    @app.post("/v1/vision/detection")
+    def deepstack_detection() -> Response:
+        """DeepStack / CodeProject.AI object detection, as NVR and home-automation software
+        (Frigate, Blue Iris, Home Assistant) call it."""
+        state = _state()
+        if input_kind(request.mimetype) not in ("multipart", "form"):
+            raise UnsupportedMediaType(
+                "send multipart/form-data with the image in the file field 'image'"
+            )
+        task = deepstack_task(request.files, request.form, request.args)
+        _, result = detect_one(task, state.detector, state.config.max_image_pixels)
+        return json_response(deepstack_response(result, state.detector.info))
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return Response(OPENAPI_PATH.read_bytes(), mimetype="application/json")
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -131,6 +221,21 @@ def _register_routes(app: Flask) -> None:
         return json_response({"default": info.name, "models": [model_description(info)]})
 
 
+def _buffer_chunked_body(max_bytes: int) -> None:
+    """Read a chunked body (no Content-Length) up to the limit and hand it on with a length.
+
+    Werkzeug's form parser and `get_data` would otherwise truncate such a body at the limit
+    without a word; this way every route sees either a complete body or a 413.
+    """
+    environ = request.environ
+    if request.content_length is not None or not environ.get("wsgi.input_terminated"):
+        return
+    body = read_body(environ["wsgi.input"], None, max_bytes)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
@@ -142,12 +247,14 @@ def _register_hooks(app: Flask) -> None:
             raise PayloadTooLarge(
                 f"request body is larger than the limit of {state.config.max_body_bytes} bytes"
             )
+        _buffer_chunked_body(state.config.max_body_bytes)
         if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
             return
         if not state.config.auth_disabled:
-            check_token(
-                presented_token(dict(request.headers), request.args), state.config.api_tokens
-            )
+            token = presented_token(dict(request.headers), request.args)
+            if token is None and request.endpoint in DEEPSTACK_ENDPOINTS:
+                token = request.form.get("api_key")
+            check_token(token, state.config.api_tokens)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
@@ -172,7 +279,10 @@ def _register_error_handlers(app: Flask) -> None:
     def handle_api_error(error: ApiError) -> Response:
         if error.detail:
             logger.info("request_id=%s %s: %s", g.get("request_id"), error.code, error.detail[:500])
-        response = json_response(error.to_envelope(), error.status)
+        if request.endpoint in DEEPSTACK_ENDPOINTS:
+            response = json_response(deepstack_error(error), error.status)
+        else:
+            response = json_response(error.to_envelope(), error.status)
         if isinstance(error, PayloadTooLarge):
             # The rest of an oversized body is never read: the connection cannot be reused.
             response.headers["Connection"] = "close"
@@ -202,8 +312,7 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:
         logger.exception("request_id=%s unhandled error", g.get("request_id"))
-        envelope = ApiError("internal error; the request id is in X-Request-Id").to_envelope()
-        return json_response(envelope, 500)
+        return handle_api_error(ApiError("internal error; the request id is in X-Request-Id"))
 
 
 def create_app(config: ServiceConfig | None = None, detector: DetectorLike | None = None) -> Flask:
@@ -217,6 +326,10 @@ def create_app(config: ServiceConfig | None = None, detector: DetectorLike | Non
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    # Flask's defaults (500 kB per text field) would refuse a base64 photo in a form field;
+    # the body limit is the one that matters, for every input form alike.
+    app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.extensions["detection_service"] = ServiceState(config=config, detector=detector)
     _register_hooks(app)
     _register_routes(app)

@@ -13,8 +13,8 @@ import hmac
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar, Literal, Protocol
 
 from image_header import ImageHeaderError, read_image_header
@@ -122,6 +122,10 @@ class UnsupportedMediaType(ApiError):
     )
 
 
+class NotAcceptable(ApiError):
+    status, code, google_status, grpc_code = 406, "not_acceptable", "INVALID_ARGUMENT", 3
+
+
 class ServiceUnavailable(ApiError):
     status, code, google_status, grpc_code = 503, "unavailable", "UNAVAILABLE", 14
 
@@ -186,6 +190,13 @@ def read_body(stream: IO[bytes], content_length: int | None, max_bytes: int) -> 
         raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     received = 0
+    if content_length is not None:
+        # One read into one buffer: a raw image body is then decoded without another copy.
+        first = stream.read(content_length)
+        if len(first) == content_length:
+            return first
+        chunks.append(first)
+        received = len(first)
     while True:
         chunk = stream.read(min(1 << 20, max_bytes + 1 - received))
         if not chunk:
@@ -241,6 +252,29 @@ def _parameter_value(raw: Any, name: str, kind: type, low: float, high: float) -
     if not (math.isfinite(value) and low <= value <= high):
         raise InvalidParameter(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
     return value
+
+
+PARAMETER_FIELDS = frozenset(s for _, spellings, *_ in _PARAMETERS for s in spellings)
+
+
+def params_from_strings(values: Mapping[str, str]) -> dict[str, float | int]:
+    """Thresholds given as text (form fields, query strings) turned into numbers; range
+    checks follow in `parse_detection_params`, as for JSON."""
+    numbers: dict[str, float | int] = {}
+    for _, spellings, kind, _low, _high in _PARAMETERS:
+        for name in spellings:
+            text = values.get(name)
+            if text is None:
+                continue
+            try:
+                number = float(text.strip())
+            except ValueError:
+                raise InvalidParameter(f"{name} must be a number, got {text[:40]!r}") from None
+            if kind is int and number.is_integer():
+                numbers[name] = int(number)
+            else:
+                numbers[name] = number
+    return numbers
 
 
 def parse_detection_params(
@@ -359,6 +393,8 @@ class ImageTask:
 
     image_bytes: bytes
     params: DetectionParams
+    # Form fields that are not parameters, echoed back so callers can correlate results.
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 def _feature_type_name(raw: Any) -> str:
@@ -440,6 +476,159 @@ def parse_annotate_request(
 
 
 # --------------------------------------------------------------------------------------------
+# Multipart, form and raw-body requests
+# --------------------------------------------------------------------------------------------
+
+InputKind = Literal["json", "multipart", "form", "raw"]
+IMAGE_FIELDS = frozenset({"image", "images"})
+# Form fields and query parameters that steer the service rather than being echoed back.
+CONTROL_FIELDS = frozenset({"format", "max_side", "key", "api_key", "min_confidence"})
+RAW_MIMETYPES = frozenset({"application/octet-stream"})
+
+
+def input_kind(mimetype: str) -> InputKind:
+    """How the body carries its images, from its Content-Type."""
+    if is_json_mimetype(mimetype):
+        return "json"
+    if mimetype == "multipart/form-data":
+        return "multipart"
+    if mimetype == "application/x-www-form-urlencoded":
+        return "form"
+    if mimetype in RAW_MIMETYPES or mimetype.startswith("image/"):
+        return "raw"
+    raise UnsupportedMediaType(
+        f"Content-Type {mimetype or '(none)'} is not supported: send application/json, "
+        "multipart/form-data, application/x-www-form-urlencoded, or the image itself as "
+        "application/octet-stream or image/*"
+    )
+
+
+def params_from_fields(
+    query: Mapping[str, str], form: Mapping[str, str], defaults: DetectionParams
+) -> DetectionParams:
+    """Thresholds from the query string, overridden by form fields of the same name."""
+    merged = {**params_from_strings(query), **params_from_strings(form)}
+    return parse_detection_params(merged, defaults, zero_max_results_is_default=False)
+
+
+class UploadedFile(Protocol):
+    def read(self) -> bytes: ...
+
+
+class MultiValueMapping(Protocol):
+    """What both werkzeug's MultiDict and a plain test double offer."""
+
+    def getlist(self, key: str) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def get(self, key: str) -> Any: ...
+
+
+def _uploaded_parts(files: MultiValueMapping) -> list[UploadedFile]:
+    """File parts in the order the caller meant: all `image` parts as sent, else numbered
+    fields sorted as integers, else the parts of the only file field there is."""
+    names = list(dict.fromkeys(files))
+    if "image" in names:
+        return files.getlist("image")
+    numbered = sorted((n for n in names if n.isdigit()), key=int)
+    if numbered and len(numbered) == len(names):
+        return [part for name in numbered for part in files.getlist(name)]
+    if len(names) == 1:
+        return files.getlist(names[0])
+    if names:
+        raise InvalidRequest(
+            f"file fields {', '.join(sorted(names))}: name them 'image' (repeat it for "
+            "several images) or '0', '1', ..."
+        )
+    return []
+
+
+def tasks_from_form(
+    files: MultiValueMapping,
+    form: MultiValueMapping,
+    query: Mapping[str, str],
+    max_images: int,
+    defaults: DetectionParams,
+) -> list[ImageTask | ApiError]:
+    """Images from file parts and from base64 `image` / `images` fields, in that order."""
+    single_form = {name: form.get(name) for name in form}
+    params = params_from_fields(query, single_form, defaults)
+    echoed = {
+        name: str(value)
+        for name, value in single_form.items()
+        if name not in PARAMETER_FIELDS | CONTROL_FIELDS | IMAGE_FIELDS and not name.isdigit()
+    }
+    sources: list[bytes | ApiError] = [part.read() for part in _uploaded_parts(files)]
+    for text in [*form.getlist("image"), *form.getlist("images")]:
+        try:
+            sources.append(decode_base64(text))
+        except InvalidBase64 as exc:
+            sources.append(exc)
+    if not sources:
+        raise InvalidRequest(
+            "no image: send a file field 'image' (multipart/form-data) or a base64 field "
+            "'image' or 'images'"
+        )
+    if len(sources) > max_images:
+        raise TooManyImages(f"at most {max_images} images per request, got {len(sources)}")
+    return [
+        source if isinstance(source, ApiError) else ImageTask(source, params, echoed)
+        for source in sources
+    ]
+
+
+def task_from_raw(
+    body: bytes, query: Mapping[str, str], defaults: DetectionParams
+) -> list[ImageTask | ApiError]:
+    """The body is the image itself; thresholds come from the query string."""
+    if not body:
+        raise InvalidRequest("the body is empty: send the image bytes")
+    return [ImageTask(body, params_from_fields(query, {}, defaults))]
+
+
+# --------------------------------------------------------------------------------------------
+# Output: JSON or the picture with its detections drawn
+# --------------------------------------------------------------------------------------------
+
+OutputKind = Literal["json", "png", "jpeg"]
+_FORMATS: Mapping[str, OutputKind] = {"json": "json", "png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
+ACCEPTABLE = ("application/json", "image/png", "image/jpeg")
+MAX_SIDE_RANGE = (16, 10_000)
+
+
+@dataclass(frozen=True)
+class OutputRequest:
+    kind: OutputKind
+    max_side: int | None = None
+
+
+def requested_output(query: Mapping[str, str], accepted_mimetype: str | None) -> OutputRequest:
+    """`?format=` wins over the Accept header's best match among ACCEPTABLE."""
+    name = query.get("format")
+    if name is not None:
+        kind = _FORMATS.get(name.strip().lower())
+        if kind is None:
+            raise InvalidParameter(f"format must be json, png or jpeg, got {name[:20]!r}")
+    elif accepted_mimetype == "image/png":
+        kind = "png"
+    elif accepted_mimetype == "image/jpeg":
+        kind = "jpeg"
+    else:
+        kind = "json"
+    max_side = None
+    raw_side = query.get("max_side")
+    if raw_side is not None:
+        low, high = MAX_SIDE_RANGE
+        if not raw_side.strip().isdigit() or not low <= int(raw_side) <= high:
+            raise InvalidParameter(
+                f"max_side must be an integer between {low} and {high}, got {raw_side[:20]!r}"
+            )
+        max_side = int(raw_side)
+    return OutputRequest(kind, max_side)
+
+
+# --------------------------------------------------------------------------------------------
 # Responses
 # --------------------------------------------------------------------------------------------
 
@@ -498,6 +687,14 @@ def image_response(
     return response
 
 
+def detect_one(
+    task: ImageTask, detector: DetectorLike, max_pixels: int
+) -> tuple[ImageArray, DetectionResult]:
+    """Decode (with the pixel limit) and detect one image; raises ApiError for a bad one."""
+    image = load_image(task.image_bytes, max_pixels)
+    return image, detector.detect(image, task.params)
+
+
 def run_tasks(
     tasks: Iterable[ImageTask | ApiError],
     detector: DetectorLike,
@@ -511,13 +708,85 @@ def run_tasks(
             responses.append(task.to_status())
             continue
         try:
-            image = load_image(task.image_bytes, max_pixels)
+            _, result = detect_one(task, detector, max_pixels)
         except ApiError as exc:
             responses.append(exc.to_status())
             continue
-        result = detector.detect(image, task.params)
-        responses.append(image_response(result, detector.info, task.params, dialect))
+        response = image_response(result, detector.info, task.params, dialect)
+        if task.fields:
+            response["fields"] = dict(task.fields)
+        responses.append(response)
     return responses
+
+
+# --------------------------------------------------------------------------------------------
+# DeepStack / CodeProject.AI
+# --------------------------------------------------------------------------------------------
+
+# DeepStack's own default confidence; it filters by nothing else, so neither do we here.
+DEEPSTACK_DEFAULTS = DetectionParams(
+    score_threshold=0.4,
+    nms_iou_threshold=0.4,
+    min_height_fraction=0.0,
+    min_width_fraction=0.0,
+    max_results=100,
+)
+
+
+def deepstack_task(
+    files: MultiValueMapping, form: MultiValueMapping, query: Mapping[str, str]
+) -> ImageTask:
+    """DeepStack's request: one multipart file `image`, `min_confidence` as the threshold."""
+    parts = files.getlist("image")
+    if len(parts) != 1:
+        raise InvalidRequest(
+            f"send exactly one image in the multipart file field 'image' (got {len(parts)})"
+        )
+    fields = {name: form.get(name) for name in form}
+    confidence = fields.pop("min_confidence", None) or query.get("min_confidence")
+    if confidence is not None:
+        if "score_th" in fields:
+            raise InvalidParameter("give either min_confidence or score_th, not both")
+        fields["score_th"] = confidence
+    params = params_from_fields(query, fields, DEEPSTACK_DEFAULTS)
+    return ImageTask(parts[0].read(), params)
+
+
+def deepstack_response(result: DetectionResult, info: ModelInfo) -> dict[str, Any]:
+    detections = result.detections
+    predictions = [
+        {
+            "label": info.class_names[class_id],
+            "confidence": _round(score, 4),
+            "x_min": round(x1),
+            "y_min": round(y1),
+            "x_max": round(x2),
+            "y_max": round(y2),
+        }
+        for (x1, y1, x2, y2), score, class_id in zip(
+            detections.xyxy.tolist(),
+            detections.scores.tolist(),
+            detections.class_ids.tolist(),
+            strict=True,
+        )
+    ]
+    timings = result.timings_ms
+    return {
+        "success": True,
+        "predictions": predictions,
+        "count": len(predictions),
+        "message": f"Found {len(predictions)} objects" if predictions else "No objects found",
+        "inferenceMs": _round(timings.get("inference", 0.0), 2),
+        "processMs": _round(sum(timings.values()), 2),
+        "code": 200,
+        "command": "detect",
+        "moduleId": info.name,
+        "executionProvider": "CPU",
+    }
+
+
+def deepstack_error(error: ApiError) -> dict[str, Any]:
+    return {"success": False, "error": error.public_message, "code": error.status}
 
 
 def model_description(info: ModelInfo) -> dict[str, Any]:

@@ -38,9 +38,12 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ApiError",
     "ImageInput",
+    "annotate",
     "build_payload",
     "main",
     "send2api",
+    "send_multipart",
+    "send_raw",
 ]
 
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes
@@ -234,6 +237,12 @@ def _load_images(image: ImageInput | Sequence[ImageInput]) -> list[bytes]:
     return [_load_one(item, index) for index, item in enumerate(items)]
 
 
+def _load_single(image: object) -> bytes:
+    if not isinstance(image, str | bytes | bytearray | os.PathLike):
+        raise ValueError("this call takes exactly one image (a path or bytes)")
+    return _load_one(image, 0)
+
+
 def _load_one(item: object, index: int) -> bytes:
     if isinstance(item, bytes | bytearray):
         data = bytes(item)
@@ -256,16 +265,39 @@ def _post(
     timeout: float,
     session: requests.Session | None,
 ) -> dict[str, Any]:
-    headers = {AUTH_HEADER: token, "Accept": "application/json"}
+    return _json_result(_call(url, token, timeout, session, "application/json", json=payload))
+
+
+def _call(
+    url: str,
+    token: str,
+    timeout: float,
+    session: requests.Session | None,
+    accept: str,
+    **request_kwargs: Any,
+) -> requests.Response:
+    """POST with the token and Accept headers; raises ApiError for a non-2xx answer."""
+    headers = {AUTH_HEADER: token, "Accept": accept, **request_kwargs.pop("headers", {})}
+    # No redirects: requests would turn the POST into a GET, and it forwards custom
+    # headers such as the token to whatever host the Location names.
     if session is None:
         with requests.Session() as own_session:
-            response = _send(own_session, url, headers, payload, timeout)
+            response = own_session.post(
+                url, headers=headers, timeout=timeout, allow_redirects=False, **request_kwargs
+            )
     else:
-        response = _send(session, url, headers, payload, timeout)
-
-    body = response.content.decode("utf-8", errors="replace")
+        response = session.post(
+            url, headers=headers, timeout=timeout, allow_redirects=False, **request_kwargs
+        )
     if not 200 <= response.status_code < 300:
-        raise ApiError.from_body(response.status_code, body)
+        raise ApiError.from_body(
+            response.status_code, response.content.decode("utf-8", errors="replace")
+        )
+    return response
+
+
+def _json_result(response: requests.Response) -> dict[str, Any]:
+    body = response.content.decode("utf-8", errors="replace")
     try:
         result = json.loads(body)
     except ValueError:
@@ -275,16 +307,118 @@ def _post(
     return result
 
 
-def _send(
-    session: requests.Session,
+def _threshold_fields(
+    score_th: float, nms_iou: float, min_height: float, min_width: float, max_results: int
+) -> dict[str, str]:
+    """Thresholds as form fields or query parameters, checked as build_payload checks them."""
+    for name, value in (
+        ("score_th", score_th),
+        ("nms_iou", nms_iou),
+        ("min_height", min_height),
+        ("min_width", min_width),
+    ):
+        _check_fraction(name, value)
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise ValueError(f"max_results must be an integer >= 1, got {max_results!r}")
+    return {
+        "score_th": repr(float(score_th)),
+        "nms_iou": repr(float(nms_iou)),
+        "min_height": repr(float(min_height)),
+        "min_width": repr(float(min_width)),
+        "maxResults": str(max_results),
+    }
+
+
+def send_multipart(
     url: str,
-    headers: dict[str, str],
-    payload: dict[str, Any],
-    timeout: float,
-) -> requests.Response:
-    # No redirects: requests would turn the POST into a GET, and it forwards custom
-    # headers such as the token to whatever host the Location names.
-    return session.post(url, json=payload, headers=headers, timeout=timeout, allow_redirects=False)
+    token: str,
+    image: ImageInput | Sequence[ImageInput],
+    score_th: float = DEFAULT_SCORE_TH,
+    nms_iou: float = DEFAULT_NMS_IOU,
+    min_height: float = DEFAULT_MIN_HEIGHT,
+    min_width: float = DEFAULT_MIN_WIDTH,
+    max_results: int = DEFAULT_MAX_RESULTS,
+    fields: dict[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> dict[str, Any]:
+    """Like send2api, but as a multipart/form-data upload: one `image` file part per image,
+    thresholds as form fields. `fields` (e.g. {"id": "cam-7"}) are echoed back per result."""
+    _check_token(token)
+    _check_timeout(timeout)
+    form = _threshold_fields(score_th, nms_iou, min_height, min_width, max_results)
+    form.update(fields or {})
+    images = _load_images(image)
+    files = [("image", (f"image{index}", data)) for index, data in enumerate(images)]
+    return _json_result(
+        _call(url, token, timeout, session, "application/json", data=form, files=files)
+    )
+
+
+def send_raw(
+    url: str,
+    token: str,
+    image: ImageInput,
+    score_th: float = DEFAULT_SCORE_TH,
+    nms_iou: float = DEFAULT_NMS_IOU,
+    min_height: float = DEFAULT_MIN_HEIGHT,
+    min_width: float = DEFAULT_MIN_WIDTH,
+    max_results: int = DEFAULT_MAX_RESULTS,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> dict[str, Any]:
+    """The cheapest way to send one image: the bytes as the body, thresholds in the query."""
+    _check_token(token)
+    _check_timeout(timeout)
+    params = _threshold_fields(score_th, nms_iou, min_height, min_width, max_results)
+    data = _load_single(image)
+    response = _call(
+        url,
+        token,
+        timeout,
+        session,
+        "application/json",
+        params=params,
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    return _json_result(response)
+
+
+def annotate(
+    url: str,
+    token: str,
+    image: ImageInput,
+    image_format: str = "png",
+    max_side: int | None = None,
+    score_th: float = DEFAULT_SCORE_TH,
+    nms_iou: float = DEFAULT_NMS_IOU,
+    min_height: float = DEFAULT_MIN_HEIGHT,
+    min_width: float = DEFAULT_MIN_WIDTH,
+    max_results: int = DEFAULT_MAX_RESULTS,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> bytes:
+    """The image with its detections drawn, as PNG or JPEG bytes (`image_format`)."""
+    if image_format not in ("png", "jpeg"):
+        raise ValueError(f"image_format must be png or jpeg, got {image_format!r}")
+    _check_token(token)
+    _check_timeout(timeout)
+    params = _threshold_fields(score_th, nms_iou, min_height, min_width, max_results)
+    if max_side is not None:
+        params["max_side"] = str(max_side)
+    data = _load_single(image)
+    response = _call(
+        url,
+        token,
+        timeout,
+        session,
+        f"image/{image_format}",
+        params=params,
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    return response.content
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -309,6 +443,20 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default: %(default)s)"
     )
+    parser.add_argument(
+        "--form",
+        choices=("json", "multipart", "raw"),
+        default="json",
+        help="how to send the images: base64 JSON (default), multipart upload, or raw bytes "
+        "(raw: one image)",
+    )
+    parser.add_argument(
+        "--annotate",
+        metavar="OUT",
+        type=Path,
+        help="save the image with its detections drawn to OUT (.png or .jpg; one image)",
+    )
+    parser.add_argument("--max-side", type=int, help="with --annotate: downscale to this side")
     return parser
 
 
@@ -320,23 +468,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not token:
         parser.error(f"no token: pass --token or set {AUTH_ENV_VAR}")  # exits with status 2
 
+    thresholds = {
+        "score_th": args.score_th,
+        "nms_iou": args.nms_iou,
+        "min_height": args.min_height,
+        "min_width": args.min_width,
+        "max_results": args.max_results,
+    }
+    if (args.annotate or args.form == "raw") and len(args.images) != 1:
+        parser.error("--annotate and --form raw take exactly one image")
     try:
         _check_token(token)
         _check_timeout(args.timeout)
-        payload = build_payload(
-            _load_images(args.images),
-            score_th=args.score_th,
-            nms_iou=args.nms_iou,
-            min_height=args.min_height,
-            min_width=args.min_width,
-            max_results=args.max_results,
-        )
+        images = _load_images(args.images)
+        build_payload(images, **thresholds)  # checks every argument before any traffic
     except (ValueError, OSError) as exc:
         # Checked here, apart from the request, because requests' errors are OSErrors too.
         parser.error(str(exc))
 
     try:
-        result = _post(args.url, token, payload, args.timeout, None)
+        if args.annotate:
+            suffix = args.annotate.suffix.lower()
+            picture = annotate(
+                args.url,
+                token,
+                images[0],
+                image_format="jpeg" if suffix in (".jpg", ".jpeg") else "png",
+                max_side=args.max_side,
+                timeout=args.timeout,
+                **thresholds,
+            )
+            args.annotate.write_bytes(picture)
+            print(f"saved {args.annotate} ({len(picture)} bytes)")
+            return 0
+        if args.form == "multipart":
+            result = send_multipart(args.url, token, images, timeout=args.timeout, **thresholds)
+        elif args.form == "raw":
+            result = send_raw(args.url, token, images[0], timeout=args.timeout, **thresholds)
+        else:
+            result = send2api(args.url, token, images, timeout=args.timeout, **thresholds)
     except ApiError as exc:
         print(f"send2api: error: {exc}", file=sys.stderr)
         return 1

@@ -251,3 +251,149 @@ def test_zz_log_has_no_token_and_no_traceback(server: LiveServer) -> None:
     assert "request_id=" in log
     assert TOKEN not in log
     assert "Traceback" not in log
+
+
+# ------------------------------------------------------------------------------- input forms
+
+
+def _detections(response: dict[str, Any]) -> list[tuple[str, float, tuple[int, ...]]]:
+    return [
+        (
+            a["name"],
+            a["score"],
+            tuple(v for corner in a["boundingPoly"]["vertices"] for v in corner.values()),
+        )
+        for a in response["localizedObjectAnnotations"]
+    ]
+
+
+def test_every_input_form_gives_the_json_routes_detections(server: LiveServer) -> None:
+    """Each form sent with `requests` exactly as users write it, on dog.jpg."""
+    path = shared_image("dog.jpg")
+    photo = path.read_bytes()
+    b64 = base64.b64encode(photo).decode()
+    headers = {"X-Api-Token": TOKEN}
+    url = server.url
+    reference = _detections(send2api(url, TOKEN, path, score_th=0.3)["responses"][0])
+    assert {"dog", "bicycle", "car"} <= {name for name, _, _ in reference}
+    thresholds = {"score_th": "0.3", "nms_iou": "0.4", "min_height": "0.03", "min_width": "0.03"}
+
+    with path.open("rb") as f:
+        one_file = requests.post(
+            url, files={"image": f}, data=thresholds, headers=headers, timeout=60
+        )
+    with path.open("rb") as f1, path.open("rb") as f2:
+        same_name = requests.post(
+            url, files=[("image", f1), ("image", f2)], data=thresholds, headers=headers, timeout=60
+        )
+    numbered = requests.post(
+        url, files={"0": photo, "1": photo}, data=thresholds, headers=headers, timeout=60
+    )
+    raw = requests.post(
+        url + "v1/detect",
+        data=photo,
+        params=thresholds,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+        timeout=60,
+    )
+    raw_jpeg = requests.post(
+        url,
+        data=photo,
+        params=thresholds,
+        headers={**headers, "Content-Type": "image/jpeg"},
+        timeout=60,
+    )
+    form_one = requests.post(url, data={"image": b64, **thresholds}, headers=headers, timeout=60)
+    form_many = requests.post(
+        url, data={"images": [b64, b64], **thresholds}, headers=headers, timeout=60
+    )
+
+    answers = [one_file, same_name, numbered, raw, raw_jpeg, form_one, form_many]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text[:300]
+        for response in answer.json()["responses"]:
+            assert _detections(response) == reference
+
+
+def test_multipart_echoes_fields(server: LiveServer) -> None:
+    from client.send2api import send_multipart
+
+    result = send_multipart(
+        server.url, TOKEN, [SAMPLE_IMAGES / "chelsea.png"], fields={"id": "42", "type": "cam"}
+    )
+    (response,) = result["responses"]
+    assert response["fields"] == {"id": "42", "type": "cam"}
+    assert "cat" in names_of(response)
+
+
+def test_client_raw_form(server: LiveServer) -> None:
+    from client.send2api import send_raw
+
+    (response,) = send_raw(server.url, TOKEN, SAMPLE_IMAGES / "coffee.png")["responses"]
+    assert "cup" in names_of(response)
+
+
+def test_annotated_png_from_the_cli(server: LiveServer, tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    np = pytest.importorskip("numpy")
+    out = tmp_path / "dog-annotated.png"
+    source = shared_image("dog.jpg")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client.send2api",
+            str(source),
+            "--url",
+            server.url,
+            "--annotate",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "API_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    drawn = cv2.imread(str(out), cv2.IMREAD_COLOR)
+    original = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    assert drawn.shape == original.shape == (576, 768, 3)
+    changed = np.abs(drawn.astype(int) - original.astype(int)).max(axis=2) > 40
+    # The dog's box runs from (132, 206) to (325, 543): its left edge is drawn ...
+    assert changed[300:500, 128:137].any()
+    # ... while a patch of the picture away from every box keeps its pixels.
+    assert not changed[480:560, 600:760].any()
+
+
+def test_deepstack_request_as_frigate_sends_it(server: LiveServer) -> None:
+    cv2 = pytest.importorskip("cv2")
+    # Frigate posts a JPEG of its detection tensor, files={"image": bytes}, data={"api_key"}.
+    image = cv2.imread(str(shared_image("dog.jpg")), cv2.IMREAD_COLOR)
+    ok, jpeg = cv2.imencode(".jpg", cv2.resize(image, (320, 320)))
+    assert ok
+    response = requests.post(
+        server.url + "v1/vision/detection",
+        data={"api_key": TOKEN},
+        files={"image": jpeg.tobytes()},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    labels = [p["label"] for p in body["predictions"]]
+    assert {"dog", "bicycle", "car"} <= set(labels)
+    confidences = [p["confidence"] for p in body["predictions"]]
+    assert confidences == sorted(confidences, reverse=True)
+    for prediction in body["predictions"]:
+        assert 0 <= prediction["x_min"] < prediction["x_max"] <= 320
+        assert 0 <= prediction["y_min"] < prediction["y_max"] <= 320
+    denied = requests.post(
+        server.url + "v1/vision/detection",
+        data={"api_key": "wrong"},
+        files={"image": jpeg.tobytes()},
+        timeout=30,
+    )
+    assert denied.status_code == 401
+    assert denied.json()["success"] is False
