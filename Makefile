@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test model test-models lint typecheck pytest clean
+.PHONY: run test model test-models newman lint typecheck pytest clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ model: $(STAMP)
 test-models: model
 	$(BIN)/python scripts/fetch_model.py nanodet_m_416 --optional
 
+# newman runs the Postman collection (tests/test_newman.py); pinned by
+# client/postman/package-lock.json, run with the Node.js that requirements-dev.txt installs.
+NEWMAN_STAMP := client/postman/node_modules/.installed
+
+$(NEWMAN_STAMP): $(STAMP) client/postman/package.json client/postman/package-lock.json
+	$(BIN)/python scripts/install_newman.py
+	touch $(NEWMAN_STAMP)
+
+newman: $(NEWMAN_STAMP)
+
 run: model
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/run.sh
 
@@ -30,10 +40,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
-pytest: test-models
+pytest: test-models newman
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules

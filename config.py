@@ -33,6 +33,8 @@ class ServiceConfig:
     auth_disabled: bool = False
     models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
     model_name: str = "yolox_nano"
+    # Models each worker loads; empty: every model in models_dir whose weights are there.
+    models: tuple[str, ...] = ()
     intra_op_threads: int = 1
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_images_per_request: int = DEFAULT_MAX_IMAGES
@@ -57,6 +59,11 @@ class ServiceConfig:
         for key, value, low, high in checks:
             if not low <= value <= high:
                 raise ConfigError(f"{key}={value}: must be between {low} and {high}")
+        if self.models and self.model_name not in self.models:
+            raise ConfigError(
+                f"MODEL_NAME={self.model_name!r} is not in MODELS={','.join(self.models)!r}: "
+                "the default model must be one of the loaded models"
+            )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
 
@@ -89,6 +96,7 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         auth_disabled=_bool(environ, "AUTH_DISABLED"),
         models_dir=Path(models_dir) if models_dir else PROJECT_ROOT / "models",
         model_name=environ.get("MODEL_NAME", "").strip() or "yolox_nano",
+        models=tuple(m.strip() for m in environ.get("MODELS", "").split(",") if m.strip()),
         intra_op_threads=_int(environ, "INTRA_OP_THREADS", 1),
         max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_images_per_request=_int(environ, "MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES),

@@ -37,3 +37,46 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    """Check the models before every reload (SIGHUP) in a child process.
+
+    On SIGHUP gunicorn starts new workers and stops the old ones at once; a worker that cannot
+    load its models would then halt the whole server. Loading them first in a separate process
+    (never in the master: onnxruntime sessions must not exist before a fork) lets a broken model
+    file leave the old workers serving, with the reason in the log.
+    """
+    import subprocess
+    import sys
+
+    check_script = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "scripts", "check_models.py"
+    )
+    reload_workers = server.reload
+
+    def checked_reload():  # type: ignore[no-untyped-def]
+        try:
+            check = subprocess.run(
+                [sys.executable, check_script],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            server.log.error(
+                "reload refused, old workers keep serving: model check failed: %s", exc
+            )
+            return
+        # Not the exit status: the master's SIGCHLD handler reaps this child like a worker,
+        # so the status is lost; the check's last line says whether every model loaded.
+        lines = check.stdout.strip().splitlines()
+        if not lines or lines[-1] != "all models loaded":
+            reason = check.stderr.strip().splitlines()[-1:] or ["the model check printed nothing"]
+            server.log.error("reload refused, old workers keep serving: %s", reason[0])
+            return
+        server.log.info("models checked, reloading: %s", " | ".join(lines[:-1]))
+        reload_workers()
+
+    server.reload = checked_reload

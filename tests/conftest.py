@@ -70,11 +70,13 @@ class FakeDetector:
     (a large 'dog' at 0.9 and a tiny 'person' at 0.5), filtered with the real filter code so
     that request parameters have their real effect."""
 
-    def __init__(self, ready: bool = True, fail_with: Exception | None = None) -> None:
+    def __init__(
+        self, ready: bool = True, fail_with: Exception | None = None, name: str = "fake"
+    ) -> None:
         self.ready = ready
         self.fail_with = fail_with
         self.info = ModelInfo(
-            name="fake",
+            name=name,
             family="yolox",
             input_width=416,
             input_height=416,
@@ -83,6 +85,8 @@ class FakeDetector:
             license="test",
             execution_providers=("CPUExecutionProvider",),
             intra_op_threads=1,
+            description="a test double",
+            source="manifest",
         )
 
     def detect(self, image: ImageArray, params: DetectionParams) -> DetectionResult:
@@ -100,7 +104,10 @@ class FakeDetector:
             scores=np.array([0.9, 0.5], dtype=np.float32),
             class_ids=np.array([16, 0], dtype=np.int64),
         )
-        passing = candidates.select(candidates.scores >= params.score_threshold)
+        keep = candidates.scores >= params.score_threshold
+        if params.class_ids is not None:
+            keep &= np.isin(candidates.class_ids, list(params.class_ids))
+        passing = candidates.select(keep)
         return DetectionResult(
             detections=filter_detections(passing, params, width, height),
             image_width=width,

@@ -40,9 +40,11 @@ def free_port() -> int:
 class LiveServer:
     """A running gunicorn: `url` ends with a slash; `log()` is its combined output so far."""
 
-    def __init__(self, url: str, log_path: Path) -> None:
+    def __init__(self, url: str, log_path: Path, pid: int = 0) -> None:
         self.url = url
         self.log_path = log_path
+        # The gunicorn master: tests send it signals (SIGHUP reloads the workers).
+        self.pid = pid
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -79,7 +81,7 @@ def live_gunicorn(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    live = LiveServer(f"http://127.0.0.1:{port}/", log_path)
+    live = LiveServer(f"http://127.0.0.1:{port}/", log_path, process.pid)
     try:
         deadline = time.monotonic() + ready_timeout_s
         while True:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,76 +18,17 @@ import requests
 
 from client.send2api import ApiError, send2api
 from tests.conftest import REPO_ROOT, SAMPLE_IMAGES, shared_image
+from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-token-\u0032f9"
-READY_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class LiveServer:
-    def __init__(self, url: str, log_path: Path) -> None:
-        self.url = url
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    if not (REPO_ROOT / "models" / "yolox_nano.onnx").is_file():
-        pytest.skip("models/yolox_nano.onnx is missing: run `make model`")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    env = {
-        **os.environ,
-        "API_TOKENS": f"other-token,{TOKEN}",
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        "INTRA_OP_THREADS": "1",
-    }
-    env.pop("AUTH_DISABLED", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    live = LiveServer(url, log_path)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {process.returncode}:\n{live.log()}")
-            try:
-                if requests.get(url + "readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn not ready after {READY_TIMEOUT_S} s:\n{live.log()}")
-            time.sleep(0.2)
+    with live_gunicorn(tmp_path_factory.mktemp("gunicorn"), ["other-token", TOKEN]) as live:
         yield live
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            returncode = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail("gunicorn did not stop within 30 s of SIGTERM")
-    assert returncode == 0, live.log()
 
 
 def names_of(response: dict[str, Any]) -> list[str]:
@@ -235,8 +174,9 @@ def test_probes_and_models(server: LiveServer) -> None:
     models = requests.get(
         server.url + "v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
     ).json()
-    (model,) = models["models"]
-    assert model["name"] == "yolox_nano"
+    assert models["default"] == "yolox_nano"
+    model = {m["name"]: m for m in models["models"]}["yolox_nano"]
+    assert model["default"] is True
     assert model["sha256"] in {
         "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14",
         "c789161ed43c8269fcd4e67c67eeeb4e80c622da2eb296a20bc6007bd18a0b7d",

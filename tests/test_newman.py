@@ -73,8 +73,21 @@ def failure_summary(report_path: Path) -> str:
     for failure in run.get("failures", []):
         source = failure.get("source", {}).get("name", "?")
         error = failure.get("error", {})
-        lines.append(f"- {source}: {error.get('test') or error.get('name')}: {error.get('message')}")
+        title = error.get("test") or error.get("name")
+        lines.append(f"- {source}: {title}: {error.get('message')}")
     return "\n".join(lines) or "(none)"
+
+
+@pytest.fixture(scope="module")
+def newman() -> list[str]:
+    """The command that runs newman; skips (before gunicorn starts) when it is not installed."""
+    node = node_executable()
+    if node is None:
+        pytest.skip(f"node is not installed: {INSTALL_HINT}")
+    if not NEWMAN_JS.is_file():
+        pytest.skip(f"newman is not installed in client/postman/node_modules: {INSTALL_HINT}")
+    # newman 6 trips Node 24's deprecation warnings (util.isArray, fs.F_OK): noise only.
+    return [node, "--no-deprecation", str(NEWMAN_JS)]
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
 
 
-def test_postman_collection_passes(server: LiveServer, tmp_path: Path) -> None:
-    node = node_executable()
-    if node is None:
-        pytest.skip(f"node is not installed: {INSTALL_HINT}")
-    if not NEWMAN_JS.is_file():
-        pytest.skip(f"newman is not installed in client/postman/node_modules: {INSTALL_HINT}")
+def test_postman_collection_passes(newman: list[str], server: LiveServer, tmp_path: Path) -> None:
     environment = environment_with(
         {
             "baseUrl": server.url.rstrip("/"),
@@ -101,8 +109,7 @@ def test_postman_collection_passes(server: LiveServer, tmp_path: Path) -> None:
     environment_path.write_text(json.dumps(environment))
     report_path = tmp_path / "newman-report.json"
     command = [
-        node,
-        str(NEWMAN_JS),
+        *newman,
         "run",
         str(COLLECTION),
         "--environment",
@@ -121,7 +128,8 @@ def test_postman_collection_passes(server: LiveServer, tmp_path: Path) -> None:
         "--disable-unicode",
     ]
     # newman's own Node, first on PATH; no proxy for the loopback server.
-    env = {**os.environ, "PATH": f"{Path(node).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    node_dir = Path(newman[0]).parent
+    env = {**os.environ, "PATH": f"{node_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     completed = subprocess.run(
         command,

@@ -45,6 +45,8 @@ YOLOX_ROWS = sum(CELLS.values())  # 3549
 BINS = 8
 YOLOX_SPEC = YoloxFamily.preprocess
 GFL_SPEC = GflFamily.preprocess
+# Stretched to the input, RGB, scaled to 0..1 (PP-PicoDet's input, without the mean and std).
+STRETCH_SPEC = PreprocessSpec(resize="stretch", channel_order="rgb", scale=1 / 255)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -307,6 +309,45 @@ def test_batched_nms_keeps_best_of_each_class_with_real_coordinates() -> None:
         of_class = candidates.scores[candidates.class_ids == class_id]
         assert kept.scores[kept.class_ids == class_id][0] == of_class.max()
     assert np.all(np.diff(kept.scores) <= 0)
+
+
+@pytest.mark.parametrize(
+    ("candidates", "expected_ids"),
+    [
+        # Empty in, empty out.
+        pytest.param(Detections.empty(), [], id="empty"),
+        # Identical boxes of different classes: only the best survives, whatever its class.
+        pytest.param(
+            dets([[0, 0, 10, 10], [0, 0, 10, 10]], [0.8, 0.9], [0, 1]), [1], id="across-classes"
+        ),
+        # Disjoint boxes are all kept, best first.
+        pytest.param(
+            dets([[0, 0, 10, 10], [50, 50, 60, 60]], [0.5, 0.9], [3, 3]), [3, 3], id="disjoint"
+        ),
+    ],
+)
+def test_batched_nms_class_agnostic(candidates: Detections, expected_ids: list[int]) -> None:
+    kept = predict.batched_nms(candidates, 0.5, class_agnostic=True)
+    assert kept.class_ids.tolist() == expected_ids
+    assert np.all(np.diff(kept.scores) <= 0)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected_ids"),
+    [
+        # No class wanted: nothing.
+        pytest.param(frozenset(), [], id="none"),
+        # One class.
+        pytest.param(frozenset({2}), [2, 2], id="one"),
+        # Several, in input order.
+        pytest.param(frozenset({1, 3}), [1, 3], id="two"),
+        # Classes the candidates do not have change nothing.
+        pytest.param(frozenset({1, 2, 3, 99}), [1, 2, 3, 2], id="extra"),
+    ],
+)
+def test_select_classes(wanted: frozenset[int], expected_ids: list[int]) -> None:
+    candidates = dets([[0, 0, 1, 1]] * 4, [0.1, 0.2, 0.3, 0.4], [1, 2, 3, 2])
+    assert predict.select_classes(candidates, wanted).class_ids.tolist() == expected_ids
 
 
 def test_batched_nms_caps_candidates_keeping_the_best() -> None:
@@ -590,7 +631,7 @@ def test_letterbox_top_left_pads_bottom_with_114() -> None:
     assert tensor.dtype == np.float32
     assert tensor.flags["C_CONTIGUOUS"]
     assert (info.pad_x, info.pad_y) == (0, 0)
-    assert info.scale == pytest.approx(2.08)
+    assert info.scale_x == info.scale_y == pytest.approx(2.08)
     for channel, value in enumerate((10, 20, 30)):  # BGR order kept, no scaling
         assert np.all(tensor[0, channel, :208, :] == value)
     assert np.all(tensor[0, :, 208:, :] == 114)
@@ -640,10 +681,12 @@ def test_letterbox_non_square_input_is_nchw() -> None:
     # Width and height of the network input are not swapped.
     tensor, info = predict.letterbox(textured_image(50, 50), 320, 256, YOLOX_SPEC)
     assert tensor.shape == (1, 3, 256, 320)
-    assert info.scale == pytest.approx(256 / 50)
+    assert info.scale_x == info.scale_y == pytest.approx(256 / 50)
 
 
-@pytest.mark.parametrize("spec", [YOLOX_SPEC, GFL_SPEC], ids=["top_left", "center"])
+@pytest.mark.parametrize(
+    "spec", [YOLOX_SPEC, GFL_SPEC, STRETCH_SPEC], ids=["top_left", "center", "stretch"]
+)
 def test_letterbox_does_not_mutate_or_alias_its_input(spec: PreprocessSpec) -> None:
     image = textured_image(123, 77)
     before = image.copy()
@@ -671,7 +714,9 @@ ROUND_TRIP_SIZES = [
 ]
 
 
-@pytest.mark.parametrize("spec", [YOLOX_SPEC, GFL_SPEC], ids=["top_left", "center"])
+@pytest.mark.parametrize(
+    "spec", [YOLOX_SPEC, GFL_SPEC, STRETCH_SPEC], ids=["top_left", "center", "stretch"]
+)
 @pytest.mark.parametrize(("height", "width"), ROUND_TRIP_SIZES)
 def test_letterbox_round_trip(spec: PreprocessSpec, height: int, width: int) -> None:
     # A bright box drawn on a mid-grey image (mid-grey so that it differs from both pads).
@@ -683,11 +728,12 @@ def test_letterbox_round_trip(spec: PreprocessSpec, height: int, width: int) -> 
     tensor, info = predict.letterbox(image, INPUT, INPUT, spec)
 
     # 1. The arithmetic: original -> letterbox coordinates -> unletterbox is the identity.
-    forward = drawn * info.scale + np.array([info.pad_x, info.pad_y] * 2, np.float32)
+    scales = np.array([info.scale_x, info.scale_y] * 2, np.float32)
+    forward = drawn * scales + np.array([info.pad_x, info.pad_y] * 2, np.float32)
     np.testing.assert_allclose(predict.unletterbox(forward, info), drawn, atol=1e-3)
 
     # 2. The pixels: where the box really landed in the tensor maps back onto the drawn box.
-    blue = tensor[0, 0]
+    blue = tensor[0, 2 if spec.channel_order == "rgb" else 0] / spec.scale
     if spec.std is not None:
         blue = blue * spec.std[0]
     if spec.mean is not None:
@@ -697,8 +743,8 @@ def test_letterbox_round_trip(spec: PreprocessSpec, height: int, width: int) -> 
     back = predict.unletterbox(found, info)[0]
     # Within 1 px of the original, or of the network input where the image was shrunk (then
     # one input pixel covers 1/scale original pixels). Measured: at most 0.48 input pixels.
-    tolerance = max(1.0, 1.0 / info.scale)
-    assert np.abs(back - drawn[0]).max() <= tolerance, (back, drawn[0], info)
+    tolerance = np.array([max(1.0, 1.0 / info.scale_x), max(1.0, 1.0 / info.scale_y)] * 2)
+    assert np.all(np.abs(back - drawn[0]) <= tolerance), (back, drawn[0], info)
     assert (info.image_width, info.image_height) == (width, height)
 
 
@@ -718,7 +764,9 @@ def test_letterbox_round_trip(spec: PreprocessSpec, height: int, width: int) -> 
     ],
 )
 def test_unletterbox(xyxy: FloatArray, expected: FloatArray) -> None:
-    info = LetterboxInfo(scale=2.0, pad_x=10, pad_y=0, image_width=100, image_height=50)
+    info = LetterboxInfo(
+        scale_x=2.0, scale_y=2.0, pad_x=10, pad_y=0, image_width=100, image_height=50
+    )
     before = xyxy.copy()
     out = predict.unletterbox(xyxy, info)
     assert out.dtype == np.float32
@@ -726,6 +774,109 @@ def test_unletterbox(xyxy: FloatArray, expected: FloatArray) -> None:
     # A new array: the input is neither changed nor shared.
     np.testing.assert_array_equal(xyxy, before)
     assert not np.shares_memory(out, xyxy)
+
+
+@pytest.mark.parametrize(
+    ("xyxy", "expected"),
+    [
+        # Empty input keeps its shape.
+        pytest.param(boxes(), boxes(), id="empty"),
+        # x halved, y divided by 4: the two scales are undone separately.
+        pytest.param(boxes([20, 40, 100, 200]), boxes([10, 10, 50, 50]), id="inside"),
+        # The whole input is the whole image.
+        pytest.param(boxes([0, 0, 200, 400]), boxes([0, 0, 100, 100]), id="whole"),
+        # Outside: clipped.
+        pytest.param(boxes([-20, -40, 400, 800]), boxes([0, 0, 100, 100]), id="clipped"),
+    ],
+)
+def test_unletterbox_stretch(xyxy: FloatArray, expected: FloatArray) -> None:
+    info = LetterboxInfo(
+        scale_x=2.0, scale_y=4.0, pad_x=0, pad_y=0, image_width=100, image_height=100
+    )
+    np.testing.assert_allclose(predict.unletterbox(xyxy, info), expected)
+
+
+def test_letterbox_stretch_fills_the_input_with_separate_scales() -> None:
+    # 100 wide, 400 high into 416x416: no padding anywhere, x scaled 4.16, y 1.04.
+    image = np.full((400, 100, 3), (10, 20, 30), np.uint8)
+    tensor, info = predict.letterbox(image, INPUT, INPUT, PreprocessSpec(resize="stretch"))
+    assert (info.pad_x, info.pad_y) == (0, 0)
+    assert info.scale_x == pytest.approx(4.16)
+    assert info.scale_y == pytest.approx(1.04)
+    for channel, value in enumerate((10, 20, 30)):
+        assert np.all(tensor[0, channel] == value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        # Defaults: BGR order, pixel values as they are.
+        pytest.param(PreprocessSpec(), (10, 20, 30), id="bgr"),
+        # RGB: the channels are reversed.
+        pytest.param(PreprocessSpec(channel_order="rgb"), (30, 20, 10), id="rgb"),
+        # scale first: pixel * scale.
+        pytest.param(PreprocessSpec(scale=0.5), (5, 10, 15), id="scale"),
+        # Then the mean, in the tensor's channel order.
+        pytest.param(
+            PreprocessSpec(channel_order="rgb", mean=(1, 2, 3)), (29, 18, 7), id="rgb-mean"
+        ),
+        # Then the std: (pixel * scale - mean) / std.
+        pytest.param(
+            PreprocessSpec(scale=2.0, mean=(10, 20, 30), std=(2, 4, 5)), (5, 5, 6), id="all"
+        ),
+    ],
+)
+def test_letterbox_channel_order_and_normalisation(
+    spec: PreprocessSpec, expected: tuple[float, float, float]
+) -> None:
+    image = np.full((16, 16, 3), (10, 20, 30), np.uint8)  # BGR, as OpenCV decodes
+    tensor, _ = predict.letterbox(image, 16, 16, spec)
+    for channel, value in enumerate(expected):
+        np.testing.assert_allclose(tensor[0, channel], value, rtol=1e-6)
+
+
+def test_letterbox_pads_with_the_pad_value_before_normalising() -> None:
+    # 32x16 into 32x32, centred: 8 rows of pad above and below, pad 255 scaled to 1.0.
+    image = np.zeros((16, 32, 3), np.uint8)
+    spec = PreprocessSpec(pad_position="center", pad_value=255, scale=1 / 255)
+    tensor, info = predict.letterbox(image, 32, 32, spec)
+    assert (info.pad_x, info.pad_y) == (0, 8)
+    np.testing.assert_allclose(tensor[0, :, :8], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(tensor[0, :, 8:24], 0.0)
+    np.testing.assert_allclose(tensor[0, :, 24:], 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("family", "resize", "pad_position", "pad_value", "channel_order", "scale"),
+    [
+        # YOLOX: the reference demo's letterbox at the top left, BGR, 0..255.
+        pytest.param("yolox", "letterbox", "top_left", 114, "bgr", 1.0, id="yolox"),
+        # NanoDet-m (per the shared README): centred, black pad, BGR, mean/std below.
+        pytest.param("nanodet", "letterbox", "center", 0, "bgr", 1.0, id="nanodet"),
+        # Ultralytics-style exports: centred grey pad, RGB, 0..1.
+        pytest.param("yolov5", "letterbox", "center", 114, "rgb", 1 / 255, id="yolov5"),
+        pytest.param("yolov8", "letterbox", "center", 114, "rgb", 1 / 255, id="yolov8"),
+        pytest.param("e2e", "letterbox", "center", 114, "rgb", 1 / 255, id="e2e"),
+        # PP-PicoDet (PaddleDetection infer_cfg): stretched, RGB, 0..1 then ImageNet mean/std.
+        pytest.param("picodet", "stretch", "center", 114, "rgb", 1 / 255, id="picodet"),
+    ],
+)
+def test_family_preprocess_defaults(
+    family: str, resize: str, pad_position: str, pad_value: int, channel_order: str, scale: float
+) -> None:
+    spec = predict.FAMILIES[family].preprocess
+    assert (spec.resize, spec.pad_position, spec.pad_value) == (resize, pad_position, pad_value)
+    assert spec.channel_order == channel_order
+    assert spec.scale == pytest.approx(scale)
+    if family == "nanodet":
+        assert spec.mean == (103.53, 116.28, 123.675)
+        assert spec.std == (57.375, 57.12, 58.395)
+    elif family == "picodet":
+        assert spec.mean == (0.485, 0.456, 0.406)
+        assert spec.std == (0.229, 0.224, 0.225)
+    else:
+        assert spec.mean is None
+        assert spec.std is None
 
 
 # --- manifests ------------------------------------------------------------------------------------
@@ -766,6 +917,60 @@ def test_load_manifest_valid(tmp_path: Path) -> None:
     assert manifest.description == ""
 
 
+def test_load_manifest_minimal(tmp_path: Path) -> None:
+    # Only file and license: name from the file, the rest found in the model when loaded.
+    raw = {"file": "m.onnx", "license": "MIT"}
+    manifest = predict.load_manifest(write_manifest(tmp_path, raw))
+    assert manifest.name == "m"
+    assert manifest.family is None
+    assert (manifest.input_width, manifest.input_height) == (None, None)
+    assert manifest.class_names == ()
+    assert dict(manifest.preprocess) == {}
+    assert manifest.cell_center is None
+    assert manifest.bare is False
+
+
+def test_load_manifest_preprocess_and_cell_center(tmp_path: Path) -> None:
+    raw = valid_manifest()
+    raw["family"] = "picodet"  # an alias is kept as written; the Detector resolves it
+    raw["cell_center"] = "corner"
+    raw["preprocess"] = {
+        "resize": "stretch",
+        "pad_position": "top_left",
+        "pad_value": 0,
+        "channel_order": "bgr",
+        "scale": 1,
+        "mean": [1, 2.5, 3],
+        "std": None,
+    }
+    manifest = predict.load_manifest(write_manifest(tmp_path, raw))
+    assert manifest.family == "picodet"
+    assert manifest.cell_center == "corner"
+    assert dict(manifest.preprocess) == {
+        "resize": "stretch",
+        "pad_position": "top_left",
+        "pad_value": 0,
+        "channel_order": "bgr",
+        "scale": 1.0,
+        "mean": (1.0, 2.5, 3.0),
+        "std": None,
+    }
+    # The overrides are PreprocessSpec fields: replacing the defaults with them works.
+    spec = dataclasses.replace(predict.FAMILIES["gfl"].preprocess, **manifest.preprocess)
+    assert spec.std is None
+    assert spec.mean == (1.0, 2.5, 3.0)
+
+
+def test_load_manifest_unknown_keys_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = valid_manifest()
+    raw["preprocessing"] = {}
+    with caplog.at_level("WARNING", logger="detection_service.predict"):
+        predict.load_manifest(write_manifest(tmp_path, raw))
+    assert "preprocessing" in caplog.text
+
+
 def test_load_manifest_inline_class_names(tmp_path: Path) -> None:
     raw = valid_manifest()
     del raw["labels_file"]
@@ -795,14 +1000,17 @@ MISSING = object()
     ("changes", "message"),
     [
         # Required string fields, missing or of the wrong type, are named.
-        pytest.param({"name": MISSING}, "'name'", id="no-name"),
-        pytest.param({"family": MISSING}, "'family'", id="no-family"),
         pytest.param({"file": MISSING}, "'file'", id="no-file"),
         pytest.param({"license": MISSING}, "'license'", id="no-license"),
         pytest.param({"name": 3}, "'name'", id="name-int"),
         pytest.param({"file": True}, "'file'", id="file-bool"),
-        # input_size: missing, not an object, or without positive integers.
-        pytest.param({"input_size": MISSING}, "'input_size'", id="no-input-size"),
+        pytest.param({"family": 1}, "'family'", id="family-int"),
+        pytest.param({"description": 1}, "'description'", id="description-int"),
+        # A name other than the file's stem: two names for one model.
+        pytest.param({"name": "other"}, "'name' is 'other'", id="name-not-stem"),
+        # A family nobody knows, with the known ones listed.
+        pytest.param({"family": "ssd"}, "unknown family 'ssd'.*gfl.*yolov8", id="family-unknown"),
+        # input_size: not an object, or without positive integers.
         pytest.param({"input_size": 416}, "'input_size'", id="input-size-int"),
         pytest.param({"input_size": {"width": 416}}, "input_size", id="no-height"),
         pytest.param({"input_size": {"width": 0, "height": 416}}, "input_size", id="zero"),
@@ -810,8 +1018,7 @@ MISSING = object()
         pytest.param({"input_size": {"width": "416", "height": 416}}, "input_size", id="string"),
         pytest.param({"input_size": {"width": 416.0, "height": 416}}, "input_size", id="float"),
         pytest.param({"input_size": {"width": True, "height": 416}}, "input_size", id="bool"),
-        # Neither class_names nor labels_file.
-        pytest.param({"labels_file": MISSING}, "'class_names' or 'labels_file'", id="no-names"),
+        pytest.param({"input_size": {"width": 9000, "height": 416}}, "input_size", id="huge"),
         # class_names: not a list, empty, or with non-strings or empty strings.
         pytest.param({"class_names": "person"}, "'class_names'", id="names-string"),
         pytest.param({"class_names": []}, "class names", id="names-empty"),
@@ -828,6 +1035,22 @@ MISSING = object()
         pytest.param({"sha256": [1]}, "'sha256'", id="sha-int"),
         # upstream_url, when given, is a string.
         pytest.param({"upstream_url": 5}, "'upstream_url'", id="url-int"),
+        # cell_center: one of three names.
+        pytest.param({"cell_center": "middle"}, "'cell_center'", id="cell-center"),
+        # preprocess: an object of known keys with valid values.
+        pytest.param({"preprocess": []}, "'preprocess' must be an object", id="pre-list"),
+        pytest.param({"preprocess": {"resise": "stretch"}}, "unknown preprocess", id="pre-typo"),
+        pytest.param({"preprocess": {"resize": "crop"}}, "preprocess.resize", id="pre-resize"),
+        pytest.param({"preprocess": {"pad_position": "top"}}, "pad_position", id="pre-pad-pos"),
+        pytest.param({"preprocess": {"channel_order": "RGB"}}, "channel_order", id="pre-order"),
+        pytest.param({"preprocess": {"pad_value": 256}}, "pad_value", id="pre-pad-256"),
+        pytest.param({"preprocess": {"pad_value": 1.5}}, "pad_value", id="pre-pad-float"),
+        pytest.param({"preprocess": {"pad_value": True}}, "pad_value", id="pre-pad-bool"),
+        pytest.param({"preprocess": {"scale": 0}}, "preprocess.scale", id="pre-scale-0"),
+        pytest.param({"preprocess": {"scale": "1/255"}}, "preprocess.scale", id="pre-scale-str"),
+        pytest.param({"preprocess": {"mean": [1, 2]}}, "preprocess.mean", id="pre-mean-2"),
+        pytest.param({"preprocess": {"mean": [1, 2, "3"]}}, "preprocess.mean", id="pre-mean-str"),
+        pytest.param({"preprocess": {"std": [1, 0, 1]}}, "preprocess.std", id="pre-std-0"),
     ],
 )
 def test_load_manifest_errors(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
@@ -1269,7 +1492,9 @@ def real_manifest(name: str = "yolox_nano") -> tuple[ModelManifest, Path]:
 
 def test_detector_unknown_family() -> None:
     manifest, path = real_manifest()
-    with pytest.raises(ModelLoadError, match=r"unknown family 'ssd'.*nanodet, yolox"):
+    with pytest.raises(
+        ModelLoadError, match=r"unknown family 'ssd'; known: e2e, gfl, nanodet, picodet, yolov5"
+    ):
         predict.Detector(dataclasses.replace(manifest, family="ssd"), path)
 
 

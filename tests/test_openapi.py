@@ -1,0 +1,453 @@
+"""The OpenAPI contract (openapi.json): a valid OpenAPI 3.1 document whose examples match its
+schemas, in step with the Flask routes and the error classes, served at /openapi.json, and
+fuzzed with schemathesis against the real service (gunicorn, real model) on a loopback port.
+
+The fuzz runs the `schemathesis run` CLI in a subprocess (its own process and warning
+settings, and a hard time limit). This module is also that run's hooks file
+(SCHEMATHESIS_HOOKS): the hooks at the bottom are registered only in the CLI's process. They
+add explicit cases with a real photo for the bodies a JSON document cannot hold (multipart
+files, raw image bodies, DeepStack), check that picture answers really are PNG or JPEG, and
+fail the run when an operation never answered 2xx (so every success schema was checked).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+import serve_http
+import utils_serve
+from config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGES, ServiceConfig
+from tests.conftest import REPO_ROOT, FakeDetector
+from tests.live_server import live_gunicorn
+
+OPENAPI_PATH = REPO_ROOT / "openapi.json"
+DOCUMENT_URI = "urn:detection-service:openapi"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+FUZZ_TOKEN = "fuzz-token-7c1d"
+# Bounds of the fuzz run: examples per operation and phase, seconds per request, seconds for
+# the whole CLI run (the server's start and stop come on top, a few seconds each).
+FUZZ_MAX_EXAMPLES = 15
+FUZZ_REQUEST_TIMEOUT_S = 20
+FUZZ_RUN_TIMEOUT_S = 75
+FUZZ_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "ignored_auth",  # each secured operation refuses a missing or wrong token
+    "unsupported_method",  # other methods are 405 ...
+    "allow_header_conformance",  # ... with an Allow header that lists the right ones
+    # Ours, registered by the hooks below.
+    "picture_matches_content_type",
+    "every_operation_answered_2xx",
+)
+
+
+@cache
+def document() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return loaded
+
+
+def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(path, method, operation) for every operation in the document."""
+    for path, item in document()["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def pointer(*parts: str) -> str:
+    """A JSON pointer into the document (RFC 6901 escaping)."""
+    return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def resolve(node: Any) -> Any:
+    """Follow a local `$ref` (components) to the object it names."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = document()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def cat_jpeg() -> bytes:
+    """The real photo the document's examples carry (a small JPEG of sample_images/chelsea.png)."""
+    content = resolve({"$ref": "#/components/examples/CatJson"})["value"]["requests"][0]
+    return base64.b64decode(content["image"]["content"])
+
+
+# ------------------------------------------------------------------------------- the document
+
+
+def test_document_is_valid_openapi_3_1() -> None:
+    assert document()["openapi"] == "3.1.0"
+    validate(document(), cls=OpenAPIV31SpecValidator)
+
+
+def schema_validator(schema_pointer: str) -> Any:
+    """A JSON Schema 2020-12 (OpenAPI 3.1 dialect) validator for the schema at this pointer,
+    with `$ref`s resolved inside the document."""
+    resource: Resource[Any] = Resource.from_contents(document(), default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(DOCUMENT_URI, resource)
+    return OAS31Validator({"$ref": DOCUMENT_URI + schema_pointer}, registry=registry)
+
+
+def media_examples() -> Iterator[tuple[str, str, Any]]:
+    """(where, schema pointer, example value) for every example of every media type."""
+    for path, method, operation in operations():
+        contents: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+        body = resolve(operation.get("requestBody", {}))
+        for media_type in body.get("content", {}):
+            where: tuple[str, ...] = ("paths", path, method, "requestBody", "content", media_type)
+            contents.append((where, body["content"][media_type]))
+        for status, response in operation["responses"].items():
+            response_pointer: tuple[str, ...] = ("paths", path, method, "responses", status)
+            if "$ref" in response:
+                response_pointer = tuple(response["$ref"].removeprefix("#/").split("/"))
+            response = resolve(response)
+            for media_type in response.get("content", {}):
+                where = (*response_pointer, "content", media_type)
+                contents.append((where, response["content"][media_type]))
+        for where, media in contents:
+            label = f"{method.upper()} {path} {' '.join(where[-3:])}"
+            schema_at = pointer(*where, "schema")
+            if "example" in media:
+                yield label, schema_at, media["example"]
+            for name, example in media.get("examples", {}).items():
+                yield f"{label} example {name}", schema_at, resolve(example)["value"]
+
+
+def test_examples_match_their_schemas() -> None:
+    checked = 0
+    for where, schema_at, value in media_examples():
+        errors = [e.message[:300] for e in schema_validator(schema_at).iter_errors(value)]
+        assert not errors, f"{where}: {errors}"
+        checked += 1
+    for name, schema in document()["components"]["schemas"].items():
+        for index, value in enumerate(schema.get("examples", [])):
+            validator = schema_validator(pointer("components", "schemas", name))
+            errors = [e.message[:300] for e in validator.iter_errors(value)]
+            assert not errors, f"components/schemas/{name} examples[{index}]: {errors}"
+            checked += 1
+    assert checked >= 15
+
+
+def test_every_ref_resolves() -> None:
+    def walk(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    refs = set(walk(document()))
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/components/"), ref
+        resolve({"$ref": ref})  # raises KeyError when it names nothing
+
+
+# ------------------------------------------------------------------------- in step with the app
+
+
+@pytest.fixture
+def app_routes(config: ServiceConfig) -> dict[tuple[str, str], str]:
+    """(OpenAPI path, method) -> endpoint for every route the app registers."""
+    app = serve_http.create_app(config, FakeDetector())
+    routes: dict[tuple[str, str], str] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods or ():
+            if method not in {"HEAD", "OPTIONS"}:  # Flask adds these to every rule
+                routes[(path, method.lower())] = rule.endpoint
+    return routes
+
+
+def test_every_route_is_documented_and_nothing_else(
+    app_routes: dict[tuple[str, str], str],
+) -> None:
+    documented = {(path, method) for path, method, _ in operations()}
+    assert sorted(set(app_routes) - documented) == [], "routes missing from openapi.json"
+    assert sorted(documented - set(app_routes)) == [], "documented but not served"
+
+
+def test_path_parameters_are_declared(app_routes: dict[tuple[str, str], str]) -> None:
+    for path, method, operation in operations():
+        declared = {
+            p["name"]
+            for p in map(resolve, [*document()["paths"][path].get("parameters", [])])
+            if p["in"] == "path"
+        } | {p["name"] for p in map(resolve, operation.get("parameters", [])) if p["in"] == "path"}
+        assert declared == set(re.findall(r"{([^}]+)}", path)), f"{method.upper()} {path}"
+
+
+def test_public_operations_are_exactly_the_public_endpoints(
+    app_routes: dict[tuple[str, str], str],
+) -> None:
+    public = {(p, m) for p, m, operation in operations() if operation.get("security") == []}
+    public_endpoints = serve_http.PUBLIC_ENDPOINTS
+    expected = {key for key, endpoint in app_routes.items() if endpoint in public_endpoints}
+    assert public == expected
+    schemes = set(document()["components"]["securitySchemes"])
+    assert {next(iter(s)) for s in document()["security"]} == schemes
+    assert len(schemes) == 4
+
+
+def all_subclasses(cls: type[utils_serve.ApiError]) -> Iterator[type[utils_serve.ApiError]]:
+    yield cls
+    for subclass in cls.__subclasses__():
+        yield from all_subclasses(subclass)
+
+
+def test_error_reasons_and_statuses_are_documented() -> None:
+    schemas = document()["components"]["schemas"]
+    reasons = set(schemas["ErrorReason"]["enum"])
+    statuses = set(schemas["GoogleStatusName"]["enum"])
+    error_classes = list(all_subclasses(utils_serve.ApiError))
+    assert {c.code for c in error_classes} <= reasons
+    assert {c.google_status for c in error_classes} <= statuses
+    documented_http = {int(s) for _, _, op in operations() for s in op["responses"]}
+    assert {c.status for c in error_classes} - {404, 405} <= documented_http
+    assert {"NotFound", "MethodNotAllowed"} <= set(document()["components"]["responses"])
+
+
+def test_limits_match_the_configuration_defaults() -> None:
+    schemas = document()["components"]["schemas"]
+    for name in ("DetectJsonRequest", "GoogleBatchAnnotateImagesRequest"):
+        assert schemas[name]["properties"]["requests"]["maxItems"] == DEFAULT_MAX_IMAGES
+    assert (
+        str(DEFAULT_MAX_BODY_BYTES)
+        in document()["components"]["responses"]["PayloadTooLarge"]["content"]["application/json"][
+            "example"
+        ]["error"]["message"]
+    )
+
+
+def test_served_document_is_this_file(config: ServiceConfig) -> None:
+    app = serve_http.create_app(config, FakeDetector())
+    with app.test_client() as client:
+        response = client.get("/openapi.json")  # no token: the contract is public
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.get_json() == document()
+
+
+# ---------------------------------------------------------------------- the fuzz, live server
+
+
+def schemathesis_command(report: Path, seed: str | None) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        str(OPENAPI_PATH),
+        "--checks",
+        ",".join(FUZZ_CHECKS),
+        "--max-examples",
+        str(FUZZ_MAX_EXAMPLES),
+        "--request-timeout",
+        str(FUZZ_REQUEST_TIMEOUT_S),
+        "--max-failures",
+        "25",
+        "--generation-database",
+        "none",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+        "--no-color",
+    ]
+    if seed:
+        command += ["--seed", seed]
+    return command
+
+
+def failure_summary(report: dict[str, Any], output: str) -> str:
+    lines = [
+        f"schemathesis found {len(report.get('failures', []))} failure(s) and "
+        f"{len(report.get('errors', []))} error(s) (seed {report.get('seed')}; rerun with "
+        "FUZZ_SEED=<seed>). Its output, with a curl command for each failure:",
+        output[-20000:],
+    ]
+    return "\n".join(lines)
+
+
+@pytest.mark.fuzz
+@pytest.mark.timeout(FUZZ_RUN_TIMEOUT_S + 45)
+def test_schemathesis_fuzz_against_live_server(tmp_path: Path) -> None:
+    report_path = tmp_path / "schemathesis.json"
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": __file__,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "NO_COLOR": "1",
+    }
+    started = time.monotonic()
+    # live_gunicorn skips when the model has not been fetched, and checks a clean stop.
+    with live_gunicorn(tmp_path, [FUZZ_TOKEN], ready_timeout_s=30) as server:
+        command = schemathesis_command(report_path, os.environ.get("FUZZ_SEED"))
+        command += ["--url", server.url.rstrip("/"), "-H", f"X-Api-Token: {FUZZ_TOKEN}"]
+        try:
+            completed = subprocess.run(
+                command,
+                cwd=tmp_path,  # anything it writes stays out of the repository
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=FUZZ_RUN_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            partial = exc.stdout if isinstance(exc.stdout, str) else ""
+            pytest.fail(f"schemathesis ran over {FUZZ_RUN_TIMEOUT_S} s:\n{partial[-20000:]}")
+        server_log = server.log()
+    output = completed.stdout + completed.stderr
+    assert report_path.is_file(), output[-20000:]
+    report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["failures"] == [], failure_summary(report, output)
+    assert report["errors"] == [], failure_summary(report, output)
+    assert completed.returncode == 0, output[-20000:]
+    assert report["operations"]["tested"] == len(list(operations())), output[-20000:]
+    assert "Traceback" not in server_log, server_log[-20000:]
+    print(  # shown with -s or -rA: how long and how much the run did
+        f"schemathesis: {report['test_cases']['generated']} cases, seed {report['seed']}, "
+        f"{time.monotonic() - started:.1f} s including the server's start"
+    )
+
+
+# ------------------------------------------------------------ hooks for the schemathesis run
+
+
+def _picture_problem(content: bytes, content_type: str, max_side: int | None) -> str | None:
+    """Why these bytes are not a picture of this type (within max_side), or None."""
+    magic = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}[content_type]
+    if not content.startswith(magic):
+        return f"a {content_type} answer does not start with the {content_type} signature"
+    picture = cv2.imdecode(np.frombuffer(content, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if picture is None:
+        return f"the {content_type} answer does not decode"
+    if max_side is not None and max(picture.shape[:2]) > max_side:
+        return f"the picture is {picture.shape[1]}x{picture.shape[0]}, over max_side={max_side}"
+    return None
+
+
+def _register_schemathesis_hooks() -> None:  # pragma: no cover - runs in the CLI's process
+    import schemathesis
+    from schemathesis import Case, CheckContext, HookContext, Response
+    from schemathesis.core.deserialization import DeserializationContext
+
+    jpeg = cat_jpeg()
+    b64 = base64.b64encode(jpeg).decode("ascii")
+    photo = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    assert photo is not None
+    bmp, tiff = (cv2.imencode(ext, photo)[1].tobytes() for ext in (".bmp", ".tiff"))
+    # Schemathesis has no serializer of its own for these two documented image types; the
+    # bytes it generates for them are sent as they are, like application/octet-stream.
+    schemathesis.serializer.alias(["image/bmp", "image/tiff"], "application/octet-stream")
+
+    def media_type_of(response: Response) -> str:
+        values = response.headers.get("content-type") or [""]
+        return values[0].split(";")[0].strip().lower()
+
+    @schemathesis.deserializer("image/png", "image/jpeg")
+    def picture(ctx: DeserializationContext, response: Response) -> str:
+        problem = _picture_problem(response.content, media_type_of(response), None)
+        if problem:
+            raise ValueError(problem)
+        return f"{len(response.content)} bytes"
+
+    @schemathesis.check
+    def picture_matches_content_type(
+        ctx: CheckContext, response: Response, case: Case[Any]
+    ) -> None:
+        media_type = media_type_of(response)
+        if media_type not in ("image/png", "image/jpeg"):
+            return
+        raw_side = str((case.query or {}).get("max_side", ""))
+        max_side = int(raw_side) if raw_side.isdecimal() and raw_side.isascii() else None
+        problem = _picture_problem(response.content, media_type, max_side)
+        if problem:
+            raise AssertionError(problem)
+        if not response.headers.get("x-detection-count"):
+            raise AssertionError("a picture answer has no X-Detection-Count header")
+
+    @schemathesis.check
+    class every_operation_answered_2xx:  # noqa: N801 - the class name is the check's CLI name
+        """Fail the run when an operation never answered 2xx: its success schema was then
+        never checked (the explicit cases below give every operation a valid request)."""
+
+        def __init__(self) -> None:
+            self.tested: set[str] = set()
+            self.succeeded: set[str] = set()
+
+        def after_response(self, ctx: CheckContext, response: Response, case: Case[Any]) -> None:
+            self.tested.add(case.operation.label)
+            if 200 <= response.status_code < 300:
+                self.succeeded.add(case.operation.label)
+
+        def after_run(self, ctx: CheckContext) -> None:
+            never = sorted(self.tested - self.succeeded)
+            if never:
+                raise AssertionError("never answered 2xx: " + ", ".join(never))
+
+    # (media type, body, query, headers) of requests with the real photo; multipart files and
+    # raw image bodies cannot be written as examples in a JSON document.
+    detect_cases: list[tuple[str, Any, dict[str, Any], dict[str, str]]] = [
+        ("multipart/form-data", {"image": [jpeg], "camera": "porch", "score_th": "0.25"}, {}, {}),
+        ("multipart/form-data", {"image": [jpeg, jpeg], "maxResults": "3"}, {}, {}),
+        ("image/jpeg", jpeg, {"format": "png", "max_side": 64}, {}),
+        ("application/octet-stream", jpeg, {"score_th": 0.2}, {"Accept": "image/jpeg"}),
+        ("image/jpeg", jpeg, {"nms_iou": 0.5, "min_width": 0}, {}),
+        ("image/bmp", bmp, {"classes": "cat,dog", "agnostic_nms": "true"}, {}),
+        ("image/tiff", tiff, {"model": "yolox_nano", "format": "jpeg", "max_side": 100}, {}),
+        # A picture of two images: 406.
+        ("multipart/form-data", {"image": [jpeg, jpeg]}, {"format": "jpeg"}, {}),
+        ("application/x-www-form-urlencoded", {"images": [b64, b64], "nms_iou": "0.5"}, {}, {}),
+    ]
+    deepstack_cases: list[tuple[str, Any, dict[str, Any], dict[str, str]]] = [
+        ("multipart/form-data", {"image": jpeg}, {}, {}),
+        ("multipart/form-data", {"image": jpeg, "min_confidence": "0.2"}, {}, {}),
+    ]
+
+    @schemathesis.hook
+    def before_add_examples(context: HookContext, examples: list[Case[Any]]) -> None:
+        operation = context.operation
+        if operation is None or operation.method.lower() != "post":
+            return
+        cases = {"/": detect_cases, "/v1/detect": detect_cases}
+        cases["/v1/vision/detection"] = deepstack_cases
+        for media_type, body, query, headers in cases.get(operation.path, []):
+            examples.append(
+                operation.Case(media_type=media_type, body=body, query=query, headers=headers)
+            )
+
+
+if os.environ.get("SCHEMATHESIS_HOOKS") == __file__:
+    _register_schemathesis_hooks()
