@@ -22,7 +22,13 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from config import ServiceConfig, load_config
-from predict import DetectionParams, ModelLoadError, discover_models, load_model
+from predict import (
+    DetectionParams,
+    ModelFileMissingError,
+    ModelLoadError,
+    discover_models,
+    load_model,
+)
 from render import MIME_TYPES, render_annotated
 from utils_serve import (
     ACCEPTABLE,
@@ -101,8 +107,8 @@ def load_registry(config: ServiceConfig) -> ModelRegistry:
     for name in names:
         try:
             detectors[name] = load_model(config.models_dir, name, config.intra_op_threads)
-        except ModelLoadError as exc:
-            if config.models or name == config.model_name or "missing" not in str(exc):
+        except ModelFileMissingError as exc:
+            if config.models or name == config.model_name:
                 raise
             logger.warning("model %s not loaded: %s", name, exc)
     if config.model_name not in detectors:

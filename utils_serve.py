@@ -329,6 +329,11 @@ def params_from_strings(values: Mapping[str, str]) -> dict[str, Any]:
     return numbers
 
 
+def _is_integer_text(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts characters such as "²" that int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_class_filter(raw: Any, class_names: Sequence[str]) -> frozenset[int]:
     """`classes` as names or ids (a list, or a comma-separated string) -> class ids."""
     items = raw.split(",") if isinstance(raw, str) else raw
@@ -337,7 +342,7 @@ def parse_class_filter(raw: Any, class_names: Sequence[str]) -> frozenset[int]:
     by_name = {name.lower(): index for index, name in enumerate(class_names)}
     ids = set()
     for item in items:
-        if isinstance(item, str) and item.strip().isdigit():
+        if isinstance(item, str) and _is_integer_text(item.strip()):
             item = int(item.strip())
         if isinstance(item, int) and not isinstance(item, bool):
             if not 0 <= item < len(class_names):
@@ -651,7 +656,7 @@ def _uploaded_parts(files: MultiValueMapping) -> list[UploadedFile]:
     names = list(dict.fromkeys(files))
     if "image" in names:
         return files.getlist("image")
-    numbered = sorted((n for n in names if n.isdigit()), key=int)
+    numbered = sorted((n for n in names if _is_integer_text(n)), key=int)
     if numbered and len(numbered) == len(names):
         return [part for name in numbered for part in files.getlist(name)]
     if len(names) == 1:
@@ -678,7 +683,8 @@ def tasks_from_form(
     echoed = {
         name: str(value)
         for name, value in single_form.items()
-        if name not in PARAMETER_FIELDS | CONTROL_FIELDS | IMAGE_FIELDS and not name.isdigit()
+        if name not in PARAMETER_FIELDS | CONTROL_FIELDS | IMAGE_FIELDS
+        and not _is_integer_text(name)
     }
     sources: list[bytes | ApiError] = [part.read() for part in _uploaded_parts(files)]
     for text in [*form.getlist("image"), *form.getlist("images")]:
@@ -742,7 +748,7 @@ def requested_output(query: Mapping[str, str], accepted_mimetype: str | None) ->
     raw_side = query.get("max_side")
     if raw_side is not None:
         low, high = MAX_SIDE_RANGE
-        if not raw_side.strip().isdigit() or not low <= int(raw_side) <= high:
+        if not _is_integer_text(raw_side.strip()) or not low <= int(raw_side) <= high:
             raise InvalidParameter(
                 f"max_side must be an integer between {low} and {high}, got {raw_side[:20]!r}"
             )

@@ -1093,7 +1093,7 @@ def test_missing_weights_have_their_own_error(models_dir: Path) -> None:
     # The registry skips a manifest whose weights were never fetched by this type.
     raw = {"file": "absent.onnx", "license": "test"}
     (models_dir / "m.json").write_text(json.dumps(raw), encoding="utf-8")
-    with pytest.raises(predict.ModelFileMissingError, match="absent.onnx is missing"):
+    with pytest.raises(predict.ModelFileMissingError, match=r"absent\.onnx is missing"):
         predict.load_model(models_dir, "m")
 
 

@@ -444,3 +444,10 @@ def test_openapi_is_served_without_auth(client: FlaskClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     assert response.get_json()["openapi"].startswith("3.1")
+
+
+def test_non_ascii_digit_field_names_are_not_numbered_fields(client: FlaskClient) -> None:
+    data = {"\u00b2": file_part(encode_image(8, 8)), "1": file_part(encode_image(8, 8))}
+    response = client.post("/", data=data, headers=AUTH, content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["reason"] == "invalid_request"

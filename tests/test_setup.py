@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import pytest
@@ -214,18 +215,27 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+# What no detection module may import: HTTP, and the service modules that sit above predict.
+ABOVE_PREDICT = frozenset({"flask", "werkzeug", "utils_serve", "serve_http", "config", "render"})
+
+
 @pytest.mark.parametrize(
     ("module", "forbidden"),
     [
         # predict knows nothing of HTTP or of the modules above it
-        ("predict.py", {"flask", "werkzeug", "utils_serve", "serve_http", "config"}),
+        ("predict.py", ABOVE_PREDICT),
+        # below predict: manifests -> families -> detection_types, never back up; only predict
+        # imports cv2, after it has set OPENCV_IO_MAX_IMAGE_PIXELS
+        ("manifests.py", {*ABOVE_PREDICT, "predict", "cv2"}),
+        ("families.py", {*ABOVE_PREDICT, "predict", "manifests", "cv2"}),
+        ("detection_types.py", {*ABOVE_PREDICT, "predict", "manifests", "families", "cv2"}),
         # the wire edge never reaches up to the app
         ("utils_serve.py", {"serve_http", "flask"}),
         # the client is standalone: requests and the standard library only
         ("client/send2api.py", {"predict", "utils_serve", "serve_http", "config", "flask"}),
     ],
 )
-def test_imports_flow_one_way(module: str, forbidden: set[str]) -> None:
+def test_imports_flow_one_way(module: str, forbidden: AbstractSet[str]) -> None:
     assert not _imports(REPO_ROOT / module) & forbidden
 
 
@@ -239,3 +249,42 @@ def test_modules_import_cleanly() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_modules_below_predict_import_alone_without_cv2() -> None:
+    # Each on its own, in a fresh interpreter; none of them may pull in cv2 (through any import
+    # chain), as cv2 must first be imported by predict, after OPENCV_IO_MAX_IMAGE_PIXELS is set.
+    for module in ("detection_types", "families", "manifests"):
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sys, {module}; sys.exit('cv2' in sys.modules and 'cv2 imported')",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert completed.returncode == 0, f"{module}: {completed.stderr}"
+
+
+def test_image_copies_every_module_the_service_imports() -> None:
+    # The Dockerfile copies the service's modules one by one: a module split off (or newly
+    # imported) and not copied would only fail when the container starts.
+    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    copy = next(line for line in text.splitlines() if line.startswith("COPY serve_http.py "))
+    copied = set(copy.split()[1:-1])
+    needed: set[str] = set()
+    todo = ["serve_http"]
+    while todo:
+        module = todo.pop()
+        if module in needed or not (REPO_ROOT / f"{module}.py").is_file():
+            continue
+        needed.add(module)
+        todo.extend(_imports(REPO_ROOT / f"{module}.py"))
+    assert {f"{module}.py" for module in needed} <= copied
+    # Files read at run time, not imported: the OpenAPI document and the reload's model check.
+    assert {"gunicorn.conf.py", "openapi.json"} <= copied
+    assert "COPY scripts/ scripts/" in text

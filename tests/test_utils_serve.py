@@ -21,9 +21,11 @@ from utils_serve import (
     decode_base64,
     is_json_mimetype,
     load_image,
+    parse_class_filter,
     parse_detection_params,
     presented_token,
     read_body,
+    requested_output,
 )
 
 DEFAULTS = DetectionParams()
@@ -243,3 +245,12 @@ def test_load_image_decodes_real_images() -> None:
 def test_load_image_errors(data: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         load_image(data, max_pixels=10_000)
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "\u0661", "1\u00b2"])
+def test_non_ascii_digits_are_not_numbers(text: str) -> None:
+    # str.isdigit() accepts these, int() does not: they must be a 400, never a 500.
+    with pytest.raises(InvalidParameter):
+        parse_class_filter([text], ["a", "b"])
+    with pytest.raises(InvalidParameter):
+        requested_output({"format": "png", "max_side": text}, None)
