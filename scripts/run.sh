@@ -5,16 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+token_hint='<one of your API_TOKENS>'
 if [ -z "${API_TOKENS:-}" ] && [ -z "${AUTH_DISABLED:-}" ]; then
     API_TOKENS="dev-$(python -c 'import secrets; print(secrets.token_urlsafe(18))')"
     export API_TOKENS
+    # Printed only because it was made here, for this local run; tokens given in the
+    # environment are never echoed.
+    token_hint="${API_TOKENS}"
     echo "API_TOKENS is not set: using the local development token ${API_TOKENS}"
 fi
 port="${PORT:-5000}"
-token="${API_TOKENS%%,*}"
 cat <<HELP
 Serving on http://127.0.0.1:${port}/ (Ctrl-C stops). Try:
   curl -s http://127.0.0.1:${port}/readyz
-  python -m client.send2api sample_images/astronaut.png --url http://127.0.0.1:${port}/ --token '${token}'
+  API_TOKEN='${token_hint}' python -m client.send2api sample_images/astronaut.png --url http://127.0.0.1:${port}/
 HELP
 exec gunicorn -c gunicorn.conf.py
