@@ -127,15 +127,7 @@ def build_payload(
     """
     if len(images_bytes) == 0:
         raise ValueError("no images to send")
-    for name, value in (
-        ("score_th", score_th),
-        ("nms_iou", nms_iou),
-        ("min_height", min_height),
-        ("min_width", min_width),
-    ):
-        _check_fraction(name, value)
-    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
-        raise ValueError(f"max_results must be an integer >= 1, got {max_results!r}")
+    _check_thresholds(score_th, nms_iou, min_height, min_width, max_results)
 
     requests_list: list[dict[str, Any]] = []
     for index, data in enumerate(images_bytes):
@@ -197,6 +189,21 @@ def send2api(
         max_results=max_results,
     )
     return _post(url, token, payload, timeout, session)
+
+
+def _check_thresholds(
+    score_th: float, nms_iou: float, min_height: float, min_width: float, max_results: int
+) -> None:
+    """Refuse values that cannot be right whatever the server's limits, before any traffic."""
+    for name, value in (
+        ("score_th", score_th),
+        ("nms_iou", nms_iou),
+        ("min_height", min_height),
+        ("min_width", min_width),
+    ):
+        _check_fraction(name, value)
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise ValueError(f"max_results must be an integer >= 1, got {max_results!r}")
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -311,15 +318,7 @@ def _threshold_fields(
     score_th: float, nms_iou: float, min_height: float, min_width: float, max_results: int
 ) -> dict[str, str]:
     """Thresholds as form fields or query parameters, checked as build_payload checks them."""
-    for name, value in (
-        ("score_th", score_th),
-        ("nms_iou", nms_iou),
-        ("min_height", min_height),
-        ("min_width", min_width),
-    ):
-        _check_fraction(name, value)
-    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
-        raise ValueError(f"max_results must be an integer >= 1, got {max_results!r}")
+    _check_thresholds(score_th, nms_iou, min_height, min_width, max_results)
     return {
         "score_th": repr(float(score_th)),
         "nms_iou": repr(float(nms_iou)),

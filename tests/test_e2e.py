@@ -337,3 +337,31 @@ def test_deepstack_request_as_frigate_sends_it(server: LiveServer) -> None:
     )
     assert denied.status_code == 401
     assert denied.json()["success"] is False
+
+
+@pytest.mark.parametrize("form", ["multipart", "raw"])
+def test_client_cli_other_forms(server: LiveServer, form: str) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client.send2api",
+            str(SAMPLE_IMAGES / "coffee.png"),
+            "--url",
+            server.url + "v1/detect",
+            "--form",
+            form,
+            "--max-results",
+            "5",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "API_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    (response,) = json.loads(completed.stdout)["responses"]
+    assert "cup" in names_of(response)
+    assert response["parameters"]["maxResults"] == 5
