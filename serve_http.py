@@ -29,7 +29,7 @@ from predict import (
     discover_models,
     load_model,
 )
-from render import MIME_TYPES, render_annotated
+from render import MIME_TYPES, OutputFormat, render_annotated
 from utils_serve import (
     ACCEPTABLE,
     ApiError,
@@ -164,15 +164,15 @@ def _picture_response(tasks: list[ImageTask | ApiError], output: OutputRequest) 
     if isinstance(task, ApiError):
         raise task
     image, result = detect_one(task, state.registry, state.config.max_image_pixels)
-    assert output.kind != "json"
+    picture_format: OutputFormat = "png" if output.kind == "png" else "jpeg"
     picture = render_annotated(
         image,
         result.detections,
         state.registry.detector(task.model).info.class_names,
-        output.kind,
+        picture_format,
         output.max_side,
     )
-    response = Response(picture, mimetype=MIME_TYPES[output.kind])
+    response = Response(picture, mimetype=MIME_TYPES[picture_format])
     response.headers["X-Detection-Count"] = str(len(result.detections))
     return response
 
