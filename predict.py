@@ -117,7 +117,7 @@ __all__ = [
     "file_sha256",
     "filter_detections",
     "letterbox",
-    "load_detector",
+    "load_discovered",
     "load_manifest",
     "load_model",
     "metadata_class_names",
@@ -590,14 +590,18 @@ class Detector:
 
 
 def load_model(models_dir: Path, name: str, intra_op_threads: int = 1) -> Detector:
-    """Load model `name` of `models_dir` (see `discover_models`): its manifest and the weights
-    it names, or a bare `<name>.onnx` described by its own metadata."""
-    path = discovered_path(models_dir, name)
+    """Load model `name` of `models_dir` (see `discover_models`)."""
+    return load_discovered(discovered_path(models_dir, name), intra_op_threads)
+
+
+def load_discovered(path: Path, intra_op_threads: int = 1) -> Detector:
+    """Load a model from what `discover_models` found for it: a manifest and the weights it
+    names beside it, or a bare `.onnx` described by its own metadata."""
     if path.suffix == ".onnx":
         manifest, weights = bare_manifest(path), path
     else:
         manifest = load_manifest(path)
-        weights = models_dir / manifest.file
+        weights = path.parent / manifest.file
     detector = Detector(manifest, weights, intra_op_threads)
     info = detector.info
     logger.info(
@@ -611,8 +615,3 @@ def load_model(models_dir: Path, name: str, intra_op_threads: int = 1) -> Detect
         info.sha256[:12],
     )
     return detector
-
-
-def load_detector(models_dir: Path, model_name: str, intra_op_threads: int = 1) -> Detector:
-    """The former name of `load_model`, kept for callers that still use it."""
-    return load_model(models_dir, model_name, intra_op_threads)

@@ -27,7 +27,7 @@ from predict import (
     ModelFileMissingError,
     ModelLoadError,
     discover_models,
-    load_model,
+    load_discovered,
 )
 from render import MIME_TYPES, OutputFormat, render_annotated
 from utils_serve import (
@@ -106,7 +106,8 @@ def load_registry(config: ServiceConfig) -> ModelRegistry:
     detectors: dict[str, DetectorLike] = {}
     for name in names:
         try:
-            detectors[name] = load_model(config.models_dir, name, config.intra_op_threads)
+            # Loaded from this one look at the folder, not a new one per model.
+            detectors[name] = load_discovered(available[name], config.intra_op_threads)
         except ModelFileMissingError as exc:
             if config.models or name == config.model_name:
                 raise

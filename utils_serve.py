@@ -359,15 +359,21 @@ def parse_class_filter(raw: Any, class_names: Sequence[str]) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _agnostic_value(feature: Mapping[str, Any], default: bool) -> bool:
-    present = [s for s in AGNOSTIC_FIELDS if feature.get(s) is not None]
+def _given_spelling(feature: Mapping[str, Any], spellings: Sequence[str]) -> str | None:
+    """The one spelling of a parameter the caller used, if any; two at once is an error."""
+    present = [s for s in spellings if feature.get(s) is not None]
     if len(present) > 1:
         raise InvalidParameter(f"give either {present[0]} or {present[1]}, not both")
-    if not present:
+    return present[0] if present else None
+
+
+def _agnostic_value(feature: Mapping[str, Any], default: bool) -> bool:
+    spelling = _given_spelling(feature, AGNOSTIC_FIELDS)
+    if spelling is None:
         return default
-    value = feature[present[0]]
+    value = feature[spelling]
     if not isinstance(value, bool):
-        raise InvalidParameter(f"{present[0]} must be true or false, got {value!r}")
+        raise InvalidParameter(f"{spelling} must be true or false, got {value!r}")
     return value
 
 
@@ -385,12 +391,10 @@ def parse_detection_params(
     """
     values: dict[str, float | int] = {}
     for attribute, spellings, kind, low, high in _PARAMETERS:
-        present = [s for s in spellings if feature.get(s) is not None]
-        if len(present) > 1:
-            raise InvalidParameter(f"give either {present[0]} or {present[1]}, not both")
-        if not present:
+        spelling = _given_spelling(feature, spellings)
+        if spelling is None:
             continue
-        value = _parameter_value(feature[present[0]], present[0], kind, low, high)
+        value = _parameter_value(feature[spelling], spelling, kind, low, high)
         if attribute == "max_results" and value == 0 and zero_max_results_is_default:
             continue
         values[attribute] = value
@@ -686,19 +690,23 @@ def tasks_from_form(
         if name not in PARAMETER_FIELDS | CONTROL_FIELDS | IMAGE_FIELDS
         and not _is_integer_text(name)
     }
-    sources: list[bytes | ApiError] = [part.read() for part in _uploaded_parts(files)]
-    for text in [*form.getlist("image"), *form.getlist("images")]:
-        try:
-            sources.append(decode_base64(text))
-        except InvalidBase64 as exc:
-            sources.append(exc)
-    if not sources:
+    parts = _uploaded_parts(files)
+    texts = [*form.getlist("image"), *form.getlist("images")]
+    count = len(parts) + len(texts)
+    if not count:
         raise InvalidRequest(
             "no image: send a file field 'image' (multipart/form-data) or a base64 field "
             "'image' or 'images'"
         )
-    if len(sources) > max_images:
-        raise TooManyImages(f"at most {max_images} images per request, got {len(sources)}")
+    # Counted before anything is read or decoded: a refused request costs no work.
+    if count > max_images:
+        raise TooManyImages(f"at most {max_images} images per request, got {count}")
+    sources: list[bytes | ApiError] = [part.read() for part in parts]
+    for text in texts:
+        try:
+            sources.append(decode_base64(text))
+        except InvalidBase64 as exc:
+            sources.append(exc)
     return [
         source if isinstance(source, ApiError) else ImageTask(source, params, model, echoed)
         for source in sources

@@ -23,6 +23,7 @@ from predict import (
     ImageArray,
     ModelInfo,
     filter_detections,
+    select_classes,
 )
 from serve_http import create_app
 
@@ -104,10 +105,9 @@ class FakeDetector:
             scores=np.array([0.9, 0.5], dtype=np.float32),
             class_ids=np.array([16, 0], dtype=np.int64),
         )
-        keep = candidates.scores >= params.score_threshold
+        passing = candidates.select(candidates.scores >= params.score_threshold)
         if params.class_ids is not None:
-            keep &= np.isin(candidates.class_ids, list(params.class_ids))
-        passing = candidates.select(keep)
+            passing = select_classes(passing, params.class_ids)
         return DetectionResult(
             detections=filter_detections(passing, params, width, height),
             image_width=width,

@@ -1096,13 +1096,13 @@ def test_load_manifest_missing_file(tmp_path: Path) -> None:
 
 def test_load_detector_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(ModelLoadError, match="yolox_nano") as caught:
-        predict.load_detector(MODELS_DIR, "no_such_model")
+        predict.load_model(MODELS_DIR, "no_such_model")
     assert "no_such_model.json" in str(caught.value)
 
 
 def test_load_detector_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="none"):
-        predict.load_detector(tmp_path, "anything")
+        predict.load_model(tmp_path, "anything")
 
 
 # --- YOLOX head on synthetic outputs --------------------------------------------------------------

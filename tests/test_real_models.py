@@ -58,7 +58,7 @@ def _load_detector(name: str) -> Detector:
             f"{weights} is missing: run `make model` (and `make test-models` for the second "
             "family) to fetch and verify the weights"
         )
-    return predict.load_detector(MODELS_DIR, name)
+    return predict.load_model(MODELS_DIR, name)
 
 
 @pytest.fixture(scope="session")
