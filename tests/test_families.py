@@ -1082,7 +1082,7 @@ def test_repository_models_folder() -> None:
     assert all(path.suffix in (".json", ".onnx") for path in models.values())
 
 
-def test_load_detector_is_load_model(models_dir: Path) -> None:
+def test_load_model_passes_the_thread_count(models_dir: Path) -> None:
     write_model(models_dir, "m", yolov8_outputs([], 64, 64), metadata=META)
     detector = predict.load_model(models_dir, "m", intra_op_threads=2)
     assert detector.info.intra_op_threads == 2

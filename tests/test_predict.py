@@ -1094,13 +1094,13 @@ def test_load_manifest_missing_file(tmp_path: Path) -> None:
         predict.load_manifest(tmp_path / "absent.json")
 
 
-def test_load_detector_unknown_model_lists_the_known_ones() -> None:
+def test_load_model_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(ModelLoadError, match="yolox_nano") as caught:
         predict.load_model(MODELS_DIR, "no_such_model")
     assert "no_such_model.json" in str(caught.value)
 
 
-def test_load_detector_empty_folder(tmp_path: Path) -> None:
+def test_load_model_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="none"):
         predict.load_model(tmp_path, "anything")
 
