@@ -90,7 +90,8 @@ def live_gunicorn(
             try:
                 if requests.get(live.url + "readyz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not up yet, or a worker still loading on a busy machine: ask again.
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"gunicorn not ready after {ready_timeout_s} s:\n{live.log()}")
