@@ -47,8 +47,10 @@ RUN MODEL_MIRROR="$MODEL_MIRROR" python scripts/fetch_model.py
 
 # The service itself: the modules it imports, its gunicorn config and the OpenAPI document
 # it serves at /openapi.json.
-COPY serve_http.py predict.py manifests.py families.py detection_types.py utils_serve.py config.py \
-    image_header.py render.py gunicorn.conf.py openapi.json ./
+COPY serve_http.py utils_serve.py errors.py auth.py registry.py image_io.py predict.py \
+    manifests.py families.py detection_types.py config.py image_header.py render.py \
+    gunicorn.conf.py openapi.json ./
+COPY dialects/ dialects/
 
 # Run as an unprivileged user that owns nothing: the code and the model stay root-owned and
 # read-only to it; the only writable place is /tmp (world-writable in the base image, and where

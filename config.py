@@ -16,7 +16,8 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_IMAGES = 16
 # 50 megapixels: above a 48 MP phone photo, far below what would exhaust a worker's memory.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
-# Keep in step with predict.OPENCV_PIXEL_BACKSTOP: OpenCV itself refuses larger images.
+# The most pixels any image may have, whatever MAX_IMAGE_PIXELS says: image_io also hands it
+# to OpenCV as its own decoding limit (a backstop behind the header check).
 MAX_IMAGE_PIXELS_CEILING = 1 << 28
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -1,11 +1,11 @@
-"""Object detection with ONNX models: decode an image, fit it into the network input, run the
+"""Object detection with ONNX models: fit a decoded image into the network input, run the
 model, decode the model family's head, apply NMS and map the boxes back onto the image.
 
 This module knows nothing of HTTP. Everything per request is a local or a return value; the
 `Detector` only holds what is fixed at load time (the session, the decoded head layout).
 
 The code is split by job, imports flowing one way (predict -> manifests -> families ->
-detection_types; none of them imports anything of HTTP):
+detection_types, and predict -> image_io; none of them imports anything of HTTP):
 
 - `detection_types`: the shared value types (`Detections`, `DetectionParams`, `ModelManifest`,
   `ModelInfo`, ...) and the `DetectorError` hierarchy.
@@ -13,40 +13,30 @@ detection_types; none of them imports anything of HTTP):
   their default pre-processing and head decoders, and `detect_family`. Documented there.
 - `manifests`: the manifest format `models/<name>.json` (documented there), labels files, ONNX
   metadata, and finding the models of a folder.
-- `predict` (this module): image decoding, letterbox, NMS, the `Detector` and `load_model`. The
-  names the service and the tests use are re-exported here (`__all__`), so `from predict import
-  X` works for all of them.
+- `image_io`: decoding and encoding images, the one owner of OpenCV.
+- `predict` (this module): letterbox, NMS, the `Detector` and `load_model`. Names defined in
+  the modules above are imported from there, not from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# OpenCV reads this variable once, when cv2 is imported, so it has to be set first. It is a
-# backstop only: the service checks the pixel count from the image header before decoding.
-# The modules below this one (detection_types, families, manifests) never import cv2
-# (tests/test_setup.py checks), so importing one of them before predict changes nothing.
-OPENCV_PIXEL_BACKSTOP = 1 << 28
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(OPENCV_PIXEL_BACKSTOP))
+import numpy as np
+import onnxruntime as ort
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-
-from detection_types import (  # noqa: E402
+from detection_types import (
     DetectionParams,
     DetectionResult,
     Detections,
     DetectorError,
     FloatArray,
     ImageArray,
-    ImageDecodeError,
     IntArray,
     LetterboxInfo,
     ModelFileMissingError,
@@ -56,73 +46,31 @@ from detection_types import (  # noqa: E402
     OutputSpec,
     PreprocessSpec,
 )
-from families import (  # noqa: E402
-    FAMILIES,
-    Family,
-    GflFamily,
-    GflHead,
-    Head,
-    YoloxFamily,
-    detect_family,
-)
-from manifests import (  # noqa: E402
+from families import FAMILIES, Family, detect_family
+from image_io import cv2
+from manifests import (
     COCO80_FILE,
     MAX_INPUT_SIDE,
     bare_manifest,
     coco80_names,
-    discover_models,
     discovered_path,
     file_sha256,
     is_int,
     load_manifest,
     metadata_class_names,
     metadata_input_size,
-    model_weights_path,
 )
 
-# This module's own API, and the names of the modules below it that the service and the
-# tests import from here.
 __all__ = [
-    "FAMILIES",
     "MAX_NMS_CANDIDATES",
-    "OPENCV_PIXEL_BACKSTOP",
-    "DetectionParams",
-    "DetectionResult",
-    "Detections",
     "Detector",
-    "DetectorError",
-    "Family",
-    "FloatArray",
-    "GflFamily",
-    "GflHead",
-    "Head",
-    "ImageArray",
-    "ImageDecodeError",
-    "IntArray",
-    "LetterboxInfo",
-    "ModelFileMissingError",
-    "ModelInfo",
-    "ModelLoadError",
-    "ModelManifest",
-    "OutputSpec",
-    "PreprocessSpec",
-    "YoloxFamily",
-    "bare_manifest",
     "batched_nms",
     "box_area",
     "box_iou",
-    "decode_image",
-    "detect_family",
-    "discover_models",
-    "file_sha256",
     "filter_detections",
     "letterbox",
     "load_discovered",
-    "load_manifest",
     "load_model",
-    "metadata_class_names",
-    "metadata_input_size",
-    "model_weights_path",
     "nms",
     "select_classes",
     "unletterbox",
@@ -136,26 +84,8 @@ MAX_NMS_CANDIDATES = 2000
 
 
 # --------------------------------------------------------------------------------------------
-# Image decoding and pre-processing
+# Pre-processing
 # --------------------------------------------------------------------------------------------
-
-
-def decode_image(data: bytes | bytearray | memoryview) -> ImageArray:
-    """Decode encoded image bytes into a BGR uint8 array (EXIF orientation applied).
-
-    The caller is expected to have checked the pixel count from the header already.
-    """
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if buffer.size == 0:
-        raise ImageDecodeError("the image is empty")
-    try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise ImageDecodeError("the image could not be decoded") from exc
-    # OpenCV >= 4.11 answers None for truncated or corrupt data instead of a partial image.
-    if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ImageDecodeError("the image could not be decoded (corrupt or unsupported)")
-    return np.asarray(image, dtype=np.uint8)
 
 
 def letterbox(

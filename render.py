@@ -1,4 +1,4 @@
-"""Draw detections onto an image and encode the result as PNG or JPEG.
+"""Draw detections onto an image, and the annotated picture encoded as PNG or JPEG.
 
 Everything here is a pure function of its arguments: the caller's array is never modified,
 each transform returns a new array. Line widths and label sizes follow the image's diagonal,
@@ -9,25 +9,13 @@ from __future__ import annotations
 
 import colorsys
 import math
-from collections.abc import Mapping, Sequence
-from typing import Final, Literal
+from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 
-# isort: off
-# predict sets OPENCV_IO_MAX_IMAGE_PIXELS, which OpenCV reads once when cv2 is first imported,
-# so predict has to be imported before cv2 (ruff's import sorting would swap them).
-from predict import Detections, ImageArray
-import cv2
-# isort: on
-
-OutputFormat = Literal["png", "jpeg"]
-
-MIME_TYPES: Final[Mapping[OutputFormat, str]] = {"png": "image/png", "jpeg": "image/jpeg"}
-
-DEFAULT_JPEG_QUALITY: Final = 90
-# zlib level: 3 compresses nearly as well as 9 at a fraction of the time.
-PNG_COMPRESSION: Final = 3
+from detection_types import Detections, ImageArray
+from image_io import DEFAULT_JPEG_QUALITY, OutputFormat, cv2, downscale, encode_image
 
 # Sizes as fractions of the image diagonal, with floors for small images.
 LINE_FRACTION: Final = 0.0025
@@ -42,10 +30,6 @@ _GOLDEN_RATIO_CONJUGATE: Final = 0.618033988749895
 Color = tuple[int, int, int]
 BLACK: Final[Color] = (0, 0, 0)
 WHITE: Final[Color] = (255, 255, 255)
-
-
-class RenderError(Exception):
-    """The annotated image could not be encoded."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,51 +175,6 @@ def draw_detections(
             cap_height=cap_height,
         )
     return canvas
-
-
-# --------------------------------------------------------------------------------------------
-# Resizing and encoding
-# --------------------------------------------------------------------------------------------
-
-
-def downscale(image: ImageArray, max_side: int | None) -> ImageArray:
-    """`image` shrunk (area interpolation, aspect ratio kept) so that its longer side is
-    `max_side`; the image itself when no limit is given or it already fits."""
-    if max_side is None:
-        return image
-    if max_side < 1:
-        raise ValueError(f"max_side must be at least 1, got {max_side}")
-    height, width = image.shape[:2]
-    longer = max(height, width)
-    if longer <= max_side:
-        return image
-    if width >= height:
-        new_width, new_height = max_side, max(1, round(height * max_side / width))
-    else:
-        new_width, new_height = max(1, round(width * max_side / height)), max_side
-    resized = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_AREA)
-    return np.asarray(resized, dtype=np.uint8)
-
-
-def encode_image(
-    image: ImageArray, fmt: OutputFormat, jpeg_quality: int = DEFAULT_JPEG_QUALITY
-) -> bytes:
-    """PNG or JPEG bytes of a BGR image; `RenderError` when OpenCV cannot encode it."""
-    if fmt == "png":
-        extension, params = ".png", [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-    elif fmt == "jpeg":
-        if not 1 <= jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be between 1 and 100, got {jpeg_quality}")
-        extension, params = ".jpg", [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
-    else:
-        raise ValueError(f"unknown output format {fmt!r}; known: {', '.join(MIME_TYPES)}")
-    try:
-        ok, buffer = cv2.imencode(extension, image, params)
-    except cv2.error as exc:
-        raise RenderError(f"the annotated image could not be encoded as {fmt}") from exc
-    if not ok:
-        raise RenderError(f"the annotated image could not be encoded as {fmt}")
-    return buffer.tobytes()
 
 
 def render_annotated(

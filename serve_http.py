@@ -1,7 +1,9 @@
-"""The HTTP service: an app factory that wires configuration, the models and the routes.
+"""The composition root: the app factory, the request hooks, the one error handler and the
+route table that wires each route to its view and its protocol's error shape.
 
 Run it with gunicorn (`gunicorn -c gunicorn.conf.py`), which calls `create_app()` in each
-worker after forking, so every worker builds its own onnxruntime session.
+worker after forking, so every worker builds its own onnxruntime sessions. Views are a few
+lines: they read the request and hand plain values to a protocol module in `dialects/`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,44 +24,27 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from auth import check_token, presented_token
 from config import ServiceConfig, load_config
-from predict import (
-    DetectionParams,
-    ModelFileMissingError,
-    ModelLoadError,
-    discover_models,
-    load_discovered,
-)
-from render import MIME_TYPES, OutputFormat, render_annotated
-from utils_serve import (
-    ACCEPTABLE,
+from detection_types import DetectionParams
+from dialects import deepstack, google, native
+from errors import (
     ApiError,
     BadRequest,
-    DetectorLike,
-    Dialect,
-    ImageTask,
     MethodNotAllowed,
-    ModelRegistry,
-    NotAcceptable,
     NotFound,
-    OutputRequest,
     PayloadTooLarge,
     ServiceUnavailable,
     UnknownModel,
     UnsupportedMediaType,
-    check_token,
-    deepstack_error,
-    deepstack_response,
-    deepstack_task,
+)
+from registry import DetectorLike, ModelRegistry, load_registry
+from utils_serve import (
+    ImageTask,
     detect_one,
     input_kind,
-    is_json_mimetype,
-    model_description,
-    parse_annotate_request,
     parse_json_body,
-    presented_token,
     read_body,
-    requested_output,
     run_tasks,
     task_from_raw,
     tasks_from_form,
@@ -66,10 +52,6 @@ from utils_serve import (
 
 logger = logging.getLogger("detection_service")
 
-# Routes anyone may call: probes must work without credentials, and the contract is public.
-PUBLIC_ENDPOINTS = frozenset({"healthz", "readyz", "openapi"})
-# Answered in DeepStack's own error shape, which its clients parse.
-DEEPSTACK_ENDPOINTS = frozenset({"deepstack_detection"})
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
 # Multipart bodies: at most this many parts (16 images and their fields fit many times over).
 MAX_FORM_PARTS = 256
@@ -87,37 +69,6 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 class ServiceState:
     config: ServiceConfig
     registry: ModelRegistry
-
-
-def load_registry(config: ServiceConfig) -> ModelRegistry:
-    """Load the configured models (all with weights present, by default), each once.
-
-    A model named in MODELS must load; without MODELS, a manifest whose weights have not been
-    fetched is skipped with a warning, so that `make run` serves the default model alone.
-    """
-    available = discover_models(config.models_dir)
-    names = list(config.models) or list(available)
-    missing = [name for name in names if name not in available]
-    if missing:
-        raise ModelLoadError(
-            f"MODELS names {', '.join(missing)}, not found in {config.models_dir} "
-            f"(found: {', '.join(available) or 'none'})"
-        )
-    detectors: dict[str, DetectorLike] = {}
-    for name in names:
-        try:
-            # Loaded from this one look at the folder, not a new one per model.
-            detectors[name] = load_discovered(available[name], config.intra_op_threads)
-        except ModelFileMissingError as exc:
-            if config.models or name == config.model_name:
-                raise
-            logger.warning("model %s not loaded: %s", name, exc)
-    if config.model_name not in detectors:
-        raise ModelLoadError(
-            f"default model MODEL_NAME={config.model_name!r} is not among the loaded models "
-            f"({', '.join(detectors) or 'none'})"
-        )
-    return ModelRegistry(detectors=detectors, default=config.model_name)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -143,144 +94,141 @@ def _body() -> bytes:
     return read_body(request.stream, request.content_length, _state().config.max_body_bytes)
 
 
-def _json_tasks(dialect: Dialect) -> list[ImageTask | ApiError]:
-    return parse_annotate_request(
-        parse_json_body(_body()),
-        max_images=_state().config.max_images_per_request,
-        dialect=dialect,
-        registry=_state().registry,
-        defaults=DetectionParams(),
+# --- Views
+
+
+def _native_tasks(state: ServiceState) -> list[ImageTask | ApiError]:
+    """Our route's images, from whichever input form the Content-Type says."""
+    kind = input_kind(request.mimetype)
+    limit, registry, defaults = (
+        state.config.max_images_per_request,
+        state.registry,
+        DetectionParams(),
     )
+    if kind == "json":
+        payload = parse_json_body(_body())
+        return google.parse_batch(payload, limit, registry, defaults, google.first_feature)
+    if kind == "raw":
+        return task_from_raw(_body(), request.args, registry, defaults)
+    return tasks_from_form(request.files, request.form, request.args, limit, registry, defaults)
 
 
-def _picture_response(tasks: list[ImageTask | ApiError], output: OutputRequest) -> Response:
-    """The single image of the request with its detections drawn on it."""
-    state = _state()
-    if len(tasks) != 1:
-        raise NotAcceptable(
-            f"a picture can be returned for one image only, this request has {len(tasks)}: "
-            "send one image or ask for JSON"
-        )
-    (task,) = tasks
-    if isinstance(task, ApiError):
-        raise task
-    image, result = detect_one(task, state.registry, state.config.max_image_pixels)
-    picture_format: OutputFormat = "png" if output.kind == "png" else "jpeg"
-    picture = render_annotated(
-        image,
-        result.detections,
-        state.registry.detector(task.model).info.class_names,
-        picture_format,
-        output.max_side,
-    )
-    response = Response(picture, mimetype=MIME_TYPES[picture_format])
-    response.headers["X-Detection-Count"] = str(len(result.detections))
-    return response
-
-
-def _detect() -> Response:
+def detect_view() -> Response:
     """Our route: JSON, multipart, form or raw image by Content-Type; JSON or a picture out."""
     state = _state()
-    output = requested_output(request.args, request.accept_mimetypes.best_match(ACCEPTABLE))
-    defaults = DetectionParams()
-    kind = input_kind(request.mimetype)
-    if kind == "json":
-        tasks = _json_tasks("native")
-    elif kind == "raw":
-        tasks = task_from_raw(_body(), request.args, state.registry, defaults)
-    else:
-        tasks = tasks_from_form(
-            request.files,
-            request.form,
-            request.args,
-            state.config.max_images_per_request,
-            state.registry,
-            defaults,
-        )
+    accepted = request.accept_mimetypes.best_match(native.ACCEPTABLE)
+    output = native.requested_output(request.args, accepted)
+    tasks = _native_tasks(state)
+    max_pixels = state.config.max_image_pixels
     if output.kind != "json":
-        return _picture_response(tasks, output)
-    responses = run_tasks(tasks, state.registry, state.config.max_image_pixels, "native")
-    return json_response({"responses": responses})
+        picture = native.annotated_picture(tasks, output, state.registry, max_pixels)
+        response = Response(picture.data, mimetype=picture.mimetype)
+        response.headers["X-Detection-Count"] = str(picture.detection_count)
+        return response
+    outcomes = run_tasks(tasks, state.registry, max_pixels)
+    return json_response(google.responses(outcomes, state.registry, native.extras))
+
+
+def google_annotate_view(project: str | None = None, location: str | None = None) -> Response:
+    """Google Cloud Vision's images:annotate for OBJECT_LOCALIZATION."""
+    state = _state()
+    google.require_json(request.mimetype)
+    limit = state.config.max_images_per_request
+    tasks = google.parse_batch(parse_json_body(_body()), limit, state.registry, DetectionParams())
+    outcomes = run_tasks(tasks, state.registry, state.config.max_image_pixels)
+    return json_response(google.responses(outcomes, state.registry))
+
+
+def deepstack_detection_view() -> Response:
+    """DeepStack / CodeProject.AI object detection."""
+    state = _state()
+    deepstack.require_form(request.mimetype)
+    task = deepstack.parse_task(request.files, request.form, request.args, state.registry)
+    _, result = detect_one(task, state.registry, state.config.max_image_pixels)
+    return json_response(deepstack.response(result, state.registry.detector(task.model).info))
+
+
+def openapi_view() -> Response:
+    return Response(OPENAPI_PATH.read_bytes(), mimetype="application/json")
+
+
+def healthz_view() -> Response:
+    return json_response({"status": "ok"})
+
+
+def readyz_view() -> Response:
+    registry = _state().registry
+    if not registry.ready:
+        raise ServiceUnavailable("the models are not loaded yet")
+    return json_response({"status": "ready", "model": registry.default, "models": registry.names})
+
+
+def models_view() -> Response:
+    return json_response(native.models_listing(_state().registry))
+
+
+def model_view(name: str) -> Response:
+    registry = _state().registry
+    if name not in registry.detectors:
+        raise UnknownModel(f"no model {name[:80]!r}; this service has {', '.join(registry.names)}")
+    return json_response(
+        native.model_description(registry.detector(name).info, name == registry.default)
+    )
+
+
+# --- The route table
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: str
+    endpoint: str
+    methods: tuple[str, ...]
+    view: Callable[..., Response]
+    # Anyone may call it: probes must work without credentials, and the contract is public.
+    public: bool = False
+    # How this route's clients expect an error to look.
+    error_body: Callable[[ApiError], dict[str, Any]] = google.error_envelope
+    # A form field this route's clients send the token in, besides the usual places.
+    key_form_field: str | None = None
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("/", "annotate", ("POST",), detect_view),
+    Route("/v1/detect", "detect", ("POST",), detect_view),
+    Route("/v1/images:annotate", "google_annotate", ("POST",), google_annotate_view),
+    Route(
+        "/v1/projects/<project>/images:annotate", "google_annotate", ("POST",), google_annotate_view
+    ),
+    Route(
+        "/v1/projects/<project>/locations/<location>/images:annotate",
+        "google_annotate",
+        ("POST",),
+        google_annotate_view,
+    ),
+    Route(
+        "/v1/vision/detection",
+        "deepstack_detection",
+        ("POST",),
+        deepstack_detection_view,
+        error_body=deepstack.error_body,
+        key_form_field=deepstack.KEY_FIELD,
+    ),
+    Route("/openapi.json", "openapi", ("GET",), openapi_view, public=True),
+    Route("/healthz", "healthz", ("GET",), healthz_view, public=True),
+    Route("/readyz", "readyz", ("GET",), readyz_view, public=True),
+    Route("/v1/models", "models", ("GET",), models_view),
+    Route("/v1/models/<name>", "model", ("GET",), model_view),
+)
+ROUTE_BY_ENDPOINT: Mapping[str, Route] = {route.endpoint: route for route in reversed(ROUTES)}
 
 
 def _register_routes(app: Flask) -> None:
-    @app.post("/")
-    def annotate() -> Response:
-        """The existing clients' route; the same as /v1/detect."""
-        return _detect()
+    for route in ROUTES:
+        app.add_url_rule(route.rule, route.endpoint, route.view, methods=list(route.methods))
 
-    @app.post("/v1/detect")
-    def detect() -> Response:
-        """The canonical detection route: every input form, JSON or a picture out."""
-        return _detect()
 
-    @app.post("/v1/images:annotate", endpoint="google_annotate")
-    @app.post("/v1/projects/<project>/images:annotate", endpoint="google_annotate")
-    @app.post(
-        "/v1/projects/<project>/locations/<location>/images:annotate",
-        endpoint="google_annotate",
-    )
-    def google_annotate(project: str | None = None, location: str | None = None) -> Response:
-        """Google Cloud Vision's images:annotate for OBJECT_LOCALIZATION."""
-        state = _state()
-        if not is_json_mimetype(request.mimetype):
-            raise UnsupportedMediaType(
-                f"Content-Type {request.mimetype or '(none)'} is not supported here: "
-                "send Content-Type: application/json"
-            )
-        tasks = _json_tasks("google")
-        responses = run_tasks(tasks, state.registry, state.config.max_image_pixels, "google")
-        return json_response({"responses": responses})
-
-    @app.post("/v1/vision/detection")
-    def deepstack_detection() -> Response:
-        """DeepStack / CodeProject.AI object detection, as NVR and home-automation software
-        (Frigate, Blue Iris, Home Assistant) call it."""
-        state = _state()
-        if input_kind(request.mimetype) not in ("multipart", "form"):
-            raise UnsupportedMediaType(
-                "send multipart/form-data with the image in the file field 'image'"
-            )
-        task = deepstack_task(request.files, request.form, request.args, state.registry)
-        _, result = detect_one(task, state.registry, state.config.max_image_pixels)
-        info = state.registry.detector(task.model).info
-        return json_response(deepstack_response(result, info))
-
-    @app.get("/openapi.json")
-    def openapi() -> Response:
-        return Response(OPENAPI_PATH.read_bytes(), mimetype="application/json")
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return json_response({"status": "ok"})
-
-    @app.get("/readyz")
-    def readyz() -> Response:
-        registry = _state().registry
-        if not registry.ready:
-            raise ServiceUnavailable("the models are not loaded yet")
-        return json_response(
-            {"status": "ready", "model": registry.default, "models": sorted(registry.detectors)}
-        )
-
-    @app.get("/v1/models")
-    def models() -> Response:
-        registry = _state().registry
-        described = [
-            model_description(registry.detector(name).info, name == registry.default)
-            for name in sorted(registry.detectors)
-        ]
-        return json_response({"default": registry.default, "models": described})
-
-    @app.get("/v1/models/<name>")
-    def model(name: str) -> Response:
-        registry = _state().registry
-        if name not in registry.detectors:
-            raise UnknownModel(
-                f"no model {name[:80]!r}; this service has {', '.join(sorted(registry.detectors))}"
-            )
-        info = registry.detector(name).info
-        return json_response(model_description(info, name == registry.default))
+# --- Hooks and errors
 
 
 def _buffer_chunked_body(max_bytes: int) -> None:
@@ -310,13 +258,13 @@ def _register_hooks(app: Flask) -> None:
                 f"request body is larger than the limit of {state.config.max_body_bytes} bytes"
             )
         _buffer_chunked_body(state.config.max_body_bytes)
-        if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
+        route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
+        if route is None or route.public or state.config.auth_disabled:
             return
-        if not state.config.auth_disabled:
-            token = presented_token(dict(request.headers), request.args)
-            if token is None and request.endpoint in DEEPSTACK_ENDPOINTS:
-                token = request.form.get("api_key")
-            check_token(token, state.config.api_tokens)
+        token = presented_token(dict(request.headers), request.args)
+        if token is None and route.key_form_field is not None:
+            token = request.form.get(route.key_form_field)
+        check_token(token, state.config.api_tokens)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
@@ -341,10 +289,9 @@ def _register_error_handlers(app: Flask) -> None:
     def handle_api_error(error: ApiError) -> Response:
         if error.detail:
             logger.info("request_id=%s %s: %s", g.get("request_id"), error.code, error.detail[:500])
-        if request.endpoint in DEEPSTACK_ENDPOINTS:
-            response = json_response(deepstack_error(error), error.status)
-        else:
-            response = json_response(error.to_envelope(), error.status)
+        route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
+        error_body = route.error_body if route is not None else google.error_envelope
+        response = json_response(error_body(error), error.status)
         if isinstance(error, PayloadTooLarge):
             # The rest of an oversized body is never read: the connection cannot be reused.
             response.headers["Connection"] = "close"
@@ -392,9 +339,7 @@ def create_app(
     elif isinstance(detector, ModelRegistry):
         registry = detector
     else:
-        registry = ModelRegistry(
-            detectors={detector.info.name: detector}, default=detector.info.name
-        )
+        registry = ModelRegistry.of(detector)
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes

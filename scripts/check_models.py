@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import ConfigError, load_config
-from predict import ModelLoadError
-from serve_http import load_registry
+from detection_types import ModelLoadError
+from registry import load_registry
 
 # The last line on success. gunicorn's master reaps every child process it has, this one too,
 # so its caller cannot rely on the exit status and reads this line instead.

@@ -16,15 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from config import ServiceConfig
-from predict import (
-    DetectionParams,
-    DetectionResult,
-    Detections,
-    ImageArray,
-    ModelInfo,
-    filter_detections,
-    select_classes,
-)
+from detection_types import DetectionParams, DetectionResult, Detections, ImageArray, ModelInfo
+from predict import filter_detections, select_classes
 from serve_http import create_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

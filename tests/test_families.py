@@ -24,8 +24,13 @@ import numpy.typing as npt
 import pytest
 from onnx import TensorProto
 
+import detection_types
+import families
+import image_io
+import manifests
 import predict
-from predict import DetectionParams, DetectionResult, Detector, ModelLoadError, OutputSpec
+from detection_types import DetectionParams, DetectionResult, ModelLoadError, OutputSpec
+from predict import Detector
 from tests.onnx_builders import Channel0Score, build_model, ultralytics_metadata
 
 NAMES = ("c0", "c1", "c2")
@@ -351,7 +356,7 @@ def test_family_decodes_known_boxes(
     shape = input_shape(geometry.input_width, geometry.input_height)
     write_model(models_dir, "m", outputs, manifest, input_shape=shape)
     detector = predict.load_model(models_dir, "m")
-    assert detector.info.family == predict.FAMILIES[family].name
+    assert detector.info.family == families.FAMILIES[family].name
     assert detector.info.source == "manifest"
     assert_detections(detector.detect(geometry.image(), PARAMS), geometry.expected())
 
@@ -570,12 +575,12 @@ def test_family_detected_without_a_manifest(
     detector = predict.load_model(models_dir, "bare")
     info = detector.info
     assert info.family == family
-    assert info.class_names == predict.metadata_class_names(metadata, "bare")
+    assert info.class_names == manifests.metadata_class_names(metadata, "bare")
     assert info.source == "onnx metadata"
     assert info.license == META["license"]
     assert info.description == META["description"]
     assert detector.manifest.family == family
-    assert detector.preprocess == predict.FAMILIES[family].preprocess
+    assert detector.preprocess == families.FAMILIES[family].preprocess
     # Runs: a blank image gives nothing from the all-zero outputs.
     blank = np.zeros((32, 32, 3), np.uint8)
     assert len(detector.detect(blank, PARAMS).detections) == 0
@@ -615,7 +620,7 @@ def test_yolov8_with_metadata_names_answers_with_them(models_dir: Path) -> None:
         {"output0": out},
         metadata=ultralytics_metadata(names, imgsz=(64, 64)),
     )
-    (name,) = predict.discover_models(models_dir)
+    (name,) = manifests.discover_models(models_dir)
     detector = predict.load_model(models_dir, name)
     result = detector.detect(np.zeros((64, 64, 3), np.uint8), PARAMS)
     ((box, class_id, score),) = found(result)
@@ -918,7 +923,7 @@ def spec(name: str, *shape: int | str, dtype: str = "tensor(float)") -> OutputSp
 def test_detect_family(outputs: list[OutputSpec], expected: str | None) -> None:
     # 416x416 for the per-stride and NanoDet-Plus cases; 640x640 when a case says so.
     size = 640 if any(d in (8400, 25200) for o in outputs for d in o.shape) else 416
-    assert predict.detect_family(outputs, size, size) == expected
+    assert families.detect_family(outputs, size, size) == expected
 
 
 # --- manifest overrides of the pre-processing ------------------------------------------------
@@ -967,7 +972,7 @@ def test_detector_preprocess_is_defaults_plus_overrides(models_dir: Path) -> Non
     manifest = {"family": "nanodet", "class_names": NAMES, "preprocess": {"channel_order": "rgb"}}
     write_model(models_dir, "m", gfl_outputs([], 64, 64), manifest)
     detector = predict.load_model(models_dir, "m")
-    defaults = predict.FAMILIES["gfl"].preprocess
+    defaults = families.FAMILIES["gfl"].preprocess
     assert detector.preprocess.channel_order == "rgb"
     assert (detector.preprocess.mean, detector.preprocess.std) == (defaults.mean, defaults.std)
     assert detector.manifest.family == detector.info.family == "gfl"
@@ -1046,7 +1051,7 @@ def test_discover_models(models_dir: Path, caplog: pytest.LogCaptureFixture) -> 
     # Files of other kinds are not models.
     (models_dir / "coco80.txt").write_text("person\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="detection_service.predict"):
-        models = predict.discover_models(models_dir)
+        models = manifests.discover_models(models_dir)
     assert list(models) == ["alpha", "bravo", "charlie", "delta", "echo"]
     assert models["alpha"] == models_dir / "alpha.json"
     assert models["bravo"] == models_dir / "bravo.onnx"
@@ -1063,20 +1068,20 @@ def test_discover_models(models_dir: Path, caplog: pytest.LogCaptureFixture) -> 
     assert charlie.info.license == "test"
     with pytest.raises(ModelLoadError, match=r"cannot read model manifest .*delta\.json"):
         predict.load_model(models_dir, "delta")
-    assert predict.model_weights_path(models_dir, "charlie") == models_dir / "shared_weights.onnx"
-    assert predict.model_weights_path(models_dir, "bravo") == models_dir / "bravo.onnx"
+    assert manifests.model_weights_path(models_dir, "charlie") == models_dir / "shared_weights.onnx"
+    assert manifests.model_weights_path(models_dir, "bravo") == models_dir / "bravo.onnx"
 
 
 def test_discover_models_missing_or_empty_folder(tmp_path: Path) -> None:
-    assert predict.discover_models(tmp_path / "absent") == {}
-    assert predict.discover_models(tmp_path) == {}
+    assert manifests.discover_models(tmp_path / "absent") == {}
+    assert manifests.discover_models(tmp_path) == {}
     with pytest.raises(ModelLoadError, match="models there: none"):
         predict.load_model(tmp_path / "absent", "anything")
 
 
 def test_repository_models_folder() -> None:
     # The shipped manifests are found whether or not their weights have been fetched.
-    models = predict.discover_models(REPO_MODELS)
+    models = manifests.discover_models(REPO_MODELS)
     assert models["yolox_nano"] == REPO_MODELS / "yolox_nano.json"
     assert models["nanodet_m_416"] == REPO_MODELS / "nanodet_m_416.json"
     assert all(path.suffix in (".json", ".onnx") for path in models.values())
@@ -1093,7 +1098,7 @@ def test_missing_weights_have_their_own_error(models_dir: Path) -> None:
     # The registry skips a manifest whose weights were never fetched by this type.
     raw = {"file": "absent.onnx", "license": "test"}
     (models_dir / "m.json").write_text(json.dumps(raw), encoding="utf-8")
-    with pytest.raises(predict.ModelFileMissingError, match=r"absent\.onnx is missing"):
+    with pytest.raises(detection_types.ModelFileMissingError, match=r"absent\.onnx is missing"):
         predict.load_model(models_dir, "m")
 
 
@@ -1111,7 +1116,9 @@ def test_real_models_without_their_manifests(models_dir: Path, name: str, family
     assert bare.info.family == with_manifest.info.family == family
     assert bare.info.class_names == with_manifest.info.class_names
     assert bare.preprocess == with_manifest.preprocess
-    image = predict.decode_image((REPO_MODELS.parent / "sample_images" / "coffee.png").read_bytes())
+    image = image_io.decode_image(
+        (REPO_MODELS.parent / "sample_images" / "coffee.png").read_bytes()
+    )
     first = bare.detect(image, PARAMS).detections
     second = with_manifest.detect(image, PARAMS).detections
     assert len(first) > 0

@@ -13,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from config import ServiceConfig
+from registry import ModelRegistry
 from serve_http import create_app
 from tests.conftest import AUTH, FakeDetector, encode_image
-from utils_serve import ModelRegistry
 
 IMAGE = encode_image(100, 100)
 B64 = base64.b64encode(IMAGE).decode()

@@ -18,13 +18,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import families
+import image_io
+import manifests
 import predict
-from predict import (
-    MAX_NMS_CANDIDATES,
+from detection_types import (
     DetectionParams,
     Detections,
     FloatArray,
-    GflFamily,
     ImageArray,
     ImageDecodeError,
     LetterboxInfo,
@@ -32,8 +33,9 @@ from predict import (
     ModelManifest,
     OutputSpec,
     PreprocessSpec,
-    YoloxFamily,
 )
+from families import GflFamily, YoloxFamily
+from predict import MAX_NMS_CANDIDATES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
@@ -544,7 +546,7 @@ def test_detections_are_frozen() -> None:
 
 def test_decode_png_round_trips_exactly() -> None:
     image = textured_image(37, 53)
-    decoded = predict.decode_image(encode(image, ".png"))
+    decoded = image_io.decode_image(encode(image, ".png"))
     assert decoded.dtype == np.uint8
     np.testing.assert_array_equal(decoded, image)
 
@@ -552,13 +554,13 @@ def test_decode_png_round_trips_exactly() -> None:
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
 def test_decode_accepts_bytes_like(kind: type) -> None:
     image = textured_image(8, 9)
-    decoded = predict.decode_image(kind(encode(image, ".png")))
+    decoded = image_io.decode_image(kind(encode(image, ".png")))
     np.testing.assert_array_equal(decoded, image)
 
 
 def test_decode_jpeg() -> None:
     image = np.full((60, 80, 3), (10, 120, 240), np.uint8)
-    decoded = predict.decode_image(encode(image, ".jpg"))
+    decoded = image_io.decode_image(encode(image, ".jpg"))
     assert decoded.shape == (60, 80, 3)
     # Lossy, but a flat colour stays close and in BGR order.
     assert np.abs(decoded.astype(int) - image.astype(int)).max() <= 4
@@ -566,7 +568,7 @@ def test_decode_jpeg() -> None:
 
 def test_decode_grayscale_gives_three_equal_channels() -> None:
     gray = textured_image(20, 30)[:, :, 0]
-    decoded = predict.decode_image(encode(gray, ".png"))
+    decoded = image_io.decode_image(encode(gray, ".png"))
     assert decoded.shape == (20, 30, 3)
     for channel in range(3):
         np.testing.assert_array_equal(decoded[:, :, channel], gray)
@@ -574,14 +576,14 @@ def test_decode_grayscale_gives_three_equal_channels() -> None:
 
 def test_decode_alpha_is_dropped() -> None:
     bgra = np.dstack([textured_image(20, 30), np.linspace(0, 255, 600).reshape(20, 30)])
-    decoded = predict.decode_image(encode(bgra.astype(np.uint8), ".png"))
+    decoded = image_io.decode_image(encode(bgra.astype(np.uint8), ".png"))
     assert decoded.shape == (20, 30, 3)
     np.testing.assert_array_equal(decoded, bgra[:, :, :3])
 
 
 def test_decode_16_bit_png_gives_8_bit() -> None:
     deep = (textured_image(10, 12).astype(np.uint16) * 257).astype(np.uint16)
-    decoded = predict.decode_image(encode(deep, ".png"))
+    decoded = image_io.decode_image(encode(deep, ".png"))
     assert decoded.shape == (10, 12, 3)
     assert decoded.dtype == np.uint8
 
@@ -617,7 +619,7 @@ def _png() -> bytes:
 )
 def test_decode_rejects_bad_bytes(data: bytes) -> None:
     with pytest.raises(ImageDecodeError):
-        predict.decode_image(data)
+        image_io.decode_image(data)
 
 
 # --- letterbox / unletterbox ----------------------------------------------------------------------
@@ -864,7 +866,7 @@ def test_letterbox_pads_with_the_pad_value_before_normalising() -> None:
 def test_family_preprocess_defaults(
     family: str, resize: str, pad_position: str, pad_value: int, channel_order: str, scale: float
 ) -> None:
-    spec = predict.FAMILIES[family].preprocess
+    spec = families.FAMILIES[family].preprocess
     assert (spec.resize, spec.pad_position, spec.pad_value) == (resize, pad_position, pad_value)
     assert spec.channel_order == channel_order
     assert spec.scale == pytest.approx(scale)
@@ -908,7 +910,7 @@ def write_manifest(folder: Path, raw: Any) -> Path:
 
 
 def test_load_manifest_valid(tmp_path: Path) -> None:
-    manifest = predict.load_manifest(write_manifest(tmp_path, valid_manifest()))
+    manifest = manifests.load_manifest(write_manifest(tmp_path, valid_manifest()))
     assert (manifest.name, manifest.family, manifest.file) == ("m", "yolox", "m.onnx")
     assert (manifest.input_width, manifest.input_height) == (416, 320)
     assert manifest.class_names == tuple(f"name{i}" for i in range(NUM_CLASSES))
@@ -920,7 +922,7 @@ def test_load_manifest_valid(tmp_path: Path) -> None:
 def test_load_manifest_minimal(tmp_path: Path) -> None:
     # Only file and license: name from the file, the rest found in the model when loaded.
     raw = {"file": "m.onnx", "license": "MIT"}
-    manifest = predict.load_manifest(write_manifest(tmp_path, raw))
+    manifest = manifests.load_manifest(write_manifest(tmp_path, raw))
     assert manifest.name == "m"
     assert manifest.family is None
     assert (manifest.input_width, manifest.input_height) == (None, None)
@@ -943,7 +945,7 @@ def test_load_manifest_preprocess_and_cell_center(tmp_path: Path) -> None:
         "mean": [1, 2.5, 3],
         "std": None,
     }
-    manifest = predict.load_manifest(write_manifest(tmp_path, raw))
+    manifest = manifests.load_manifest(write_manifest(tmp_path, raw))
     assert manifest.family == "picodet"
     assert manifest.cell_center == "corner"
     assert dict(manifest.preprocess) == {
@@ -956,7 +958,7 @@ def test_load_manifest_preprocess_and_cell_center(tmp_path: Path) -> None:
         "std": None,
     }
     # The overrides are PreprocessSpec fields: replacing the defaults with them works.
-    spec = dataclasses.replace(predict.FAMILIES["gfl"].preprocess, **manifest.preprocess)
+    spec = dataclasses.replace(families.FAMILIES["gfl"].preprocess, **manifest.preprocess)
     assert spec.std is None
     assert spec.mean == (1.0, 2.5, 3.0)
 
@@ -967,7 +969,7 @@ def test_load_manifest_unknown_keys_are_logged(
     raw = valid_manifest()
     raw["preprocessing"] = {}
     with caplog.at_level("WARNING", logger="detection_service.predict"):
-        predict.load_manifest(write_manifest(tmp_path, raw))
+        manifests.load_manifest(write_manifest(tmp_path, raw))
     assert "preprocessing" in caplog.text
 
 
@@ -976,16 +978,16 @@ def test_load_manifest_inline_class_names(tmp_path: Path) -> None:
     del raw["labels_file"]
     raw["class_names"] = ["cat", "dog"]
     raw["description"] = "two classes"
-    manifest = predict.load_manifest(write_manifest(tmp_path, raw))
+    manifest = manifests.load_manifest(write_manifest(tmp_path, raw))
     assert manifest.class_names == ("cat", "dog")
     assert manifest.description == "two classes"
 
 
 @pytest.mark.parametrize("name", ["yolox_nano", "nanodet_m_416"])
 def test_repository_manifests_load(name: str) -> None:
-    manifest = predict.load_manifest(MODELS_DIR / f"{name}.json")
+    manifest = manifests.load_manifest(MODELS_DIR / f"{name}.json")
     assert manifest.name == name
-    assert manifest.family in predict.FAMILIES
+    assert manifest.family in families.FAMILIES
     assert len(manifest.class_names) == NUM_CLASSES
     assert manifest.class_names[0] == "person"
     assert manifest.class_names[16] == "dog"
@@ -1063,7 +1065,7 @@ def test_load_manifest_errors(tmp_path: Path, changes: dict[str, Any], message: 
         else:
             raw[key] = value
     with pytest.raises(ModelLoadError, match=message) as caught:
-        predict.load_manifest(write_manifest(tmp_path, raw))
+        manifests.load_manifest(write_manifest(tmp_path, raw))
     assert "m.json" in str(caught.value)  # the file is named too
 
 
@@ -1086,12 +1088,12 @@ def test_load_manifest_unreadable(tmp_path: Path, content: bytes, message: str) 
     path = tmp_path / "m.json"
     path.write_bytes(content)
     with pytest.raises(ModelLoadError, match=message):
-        predict.load_manifest(path)
+        manifests.load_manifest(path)
 
 
 def test_load_manifest_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="cannot read model manifest"):
-        predict.load_manifest(tmp_path / "absent.json")
+        manifests.load_manifest(tmp_path / "absent.json")
 
 
 def test_load_model_unknown_model_lists_the_known_ones() -> None:
@@ -1114,7 +1116,7 @@ def yolox_row(stride: int, grid_x: int, grid_y: int) -> int:
     return offset + grid_y * math.ceil(INPUT / stride) + grid_x
 
 
-def bind_yolox(manifest: ModelManifest | None = None) -> predict.Head:
+def bind_yolox(manifest: ModelManifest | None = None) -> families.Head:
     return YoloxFamily().bind(
         [OutputSpec("output", (1, YOLOX_ROWS, 5 + NUM_CLASSES))], manifest or make_manifest()
     )
@@ -1405,7 +1407,7 @@ def test_gfl_decode_nothing_above_threshold() -> None:
 def test_gfl_bind_levels_in_stride_order_with_a_symbolic_batch() -> None:
     specs = [OutputSpec(s.name, ("batch", *s.shape[1:])) for s in reversed(gfl_specs())]
     head = GflFamily().bind(specs, make_manifest(family="nanodet"))
-    assert isinstance(head, predict.GflHead)
+    assert isinstance(head, families.GflHead)
     assert [level.stride for level in head.levels] == [8, 16, 32]
     assert [level.cls_name for level in head.levels] == [
         "cls_pred_stride_8",
@@ -1419,7 +1421,7 @@ def test_gfl_bind_32_classes_told_apart_by_name() -> None:
     # 32 classes = 4 x 8 bins: the distribution outputs are recognised by 'dis' in the name.
     names = tuple(f"c{i}" for i in range(32))
     head = GflFamily().bind(gfl_specs(num_classes=32), make_manifest(class_names=names))
-    assert isinstance(head, predict.GflHead)
+    assert isinstance(head, families.GflHead)
     assert [level.dis_name for level in head.levels] == [
         "dis_pred_stride_8",
         "dis_pred_stride_16",
@@ -1487,7 +1489,7 @@ def test_gfl_bind_errors(outputs: list[OutputSpec], class_count: int, message: s
 
 def real_manifest(name: str = "yolox_nano") -> tuple[ModelManifest, Path]:
     path = model_file(name)
-    return predict.load_manifest(MODELS_DIR / f"{name}.json"), path
+    return manifests.load_manifest(MODELS_DIR / f"{name}.json"), path
 
 
 def test_detector_unknown_family() -> None:

@@ -20,8 +20,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import image_io
 import predict
-from predict import DetectionParams, DetectionResult, Detector, FloatArray, ImageArray
+from detection_types import DetectionParams, DetectionResult, FloatArray, ImageArray
+from predict import Detector
 
 pytestmark = pytest.mark.real_model
 
@@ -80,7 +82,7 @@ def any_model(request: pytest.FixtureRequest) -> Detector:
 
 @functools.cache
 def _decode(path: Path) -> ImageArray:
-    image = predict.decode_image(path.read_bytes())
+    image = image_io.decode_image(path.read_bytes())
     image.flags.writeable = False  # shared between tests: nobody may change it
     return image
 
@@ -286,7 +288,7 @@ def _png(pixels: npt.NDArray[Any]) -> bytes:
 def test_grayscale_image(any_model: Detector) -> None:
     # Grey dog.jpg still shows all three objects (YOLOX 0.79/0.78/0.83, NanoDet 0.54/0.76/0.58).
     colour = shared_image("dog.jpg")
-    image = predict.decode_image(_png(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)))
+    image = image_io.decode_image(_png(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)))
     assert image.shape == colour.shape
     result = any_model.detect(image, DetectionParams())
     assert_valid(result, image, len(any_model.manifest.class_names))
@@ -299,7 +301,7 @@ def test_png_with_alpha_matches_the_opaque_image(any_model: Detector) -> None:
     colour = shared_image("dog.jpg")
     height, width = colour.shape[:2]
     alpha = np.linspace(0, 255, height * width).reshape(height, width).astype(np.uint8)
-    with_alpha = predict.decode_image(_png(np.dstack([colour, alpha])))
+    with_alpha = image_io.decode_image(_png(np.dstack([colour, alpha])))
     assert with_alpha.shape == colour.shape
     first = any_model.detect(with_alpha, DetectionParams()).detections
     second = any_model.detect(colour, DetectionParams()).detections
@@ -412,7 +414,7 @@ def test_coco_images(any_model: Detector) -> None:
     )
     total = 0
     for path in coco_images():
-        image = predict.decode_image(path.read_bytes())
+        image = image_io.decode_image(path.read_bytes())
         result = any_model.detect(image, params)
         assert_valid(result, image, len(any_model.manifest.class_names))
         total += len(result.detections)

@@ -12,19 +12,16 @@ import numpy.typing as npt
 import pytest
 
 import render
-from predict import Detections, ImageArray, decode_image
-from render import (
+from detection_types import Detections, ImageArray
+from image_io import (
     MIME_TYPES,
+    ImageEncodeError,
     OutputFormat,
-    RenderError,
-    class_color,
+    decode_image,
     downscale,
-    draw_detections,
     encode_image,
-    format_label,
-    render_annotated,
-    text_color,
 )
+from render import class_color, draw_detections, format_label, render_annotated, text_color
 
 SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
 NAMES = ("person", "bicycle", "car", "dog")
@@ -342,7 +339,7 @@ def test_unknown_format_is_rejected() -> None:
 
 
 def test_encoding_failure_raises_render_error() -> None:
-    with pytest.raises(RenderError):
+    with pytest.raises(ImageEncodeError):
         encode_image(np.zeros((0, 0, 3), np.uint8), "png")
 
 

@@ -193,7 +193,7 @@ def test_fetch_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_shipped_manifests_are_valid() -> None:
-    from predict import load_manifest
+    from manifests import load_manifest
 
     for path in sorted((REPO_ROOT / "models").glob("*.json")):
         manifest = load_manifest(path)
@@ -280,11 +280,20 @@ def test_image_copies_every_module_the_service_imports() -> None:
     todo = ["serve_http"]
     while todo:
         module = todo.pop()
-        if module in needed or not (REPO_ROOT / f"{module}.py").is_file():
+        package = REPO_ROOT / module
+        if module in needed:
             continue
-        needed.add(module)
-        todo.extend(_imports(REPO_ROOT / f"{module}.py"))
-    assert {f"{module}.py" for module in needed} <= copied
+        if (package / "__init__.py").is_file():
+            # A package is copied whole; its modules' imports count too.
+            needed.add(f"{module}/")
+            todo.extend(i for f in package.glob("*.py") for i in _imports(f))
+        elif (REPO_ROOT / f"{module}.py").is_file():
+            needed.add(f"{module}.py")
+            todo.extend(_imports(REPO_ROOT / f"{module}.py"))
+    packages = {n for n in needed if n.endswith("/")}
+    assert {n for n in needed if n.endswith(".py")} <= copied
+    for package_dir in packages:
+        assert f"COPY {package_dir} {package_dir}" in text
     # Files read at run time, not imported: the OpenAPI document and the reload's model check.
     assert {"gunicorn.conf.py", "openapi.json"} <= copied
     assert "COPY scripts/ scripts/" in text

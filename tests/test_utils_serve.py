@@ -8,24 +8,26 @@ from typing import Any
 
 import pytest
 
-from predict import DetectionParams
-from tests.conftest import encode_image
-from utils_serve import (
+from auth import check_token, presented_token
+from detection_types import DetectionParams
+from dialects import google
+from dialects.native import requested_output
+from errors import (
     ImageTooLarge,
     InvalidBase64,
     InvalidImage,
     InvalidParameter,
     PayloadTooLarge,
     Unauthenticated,
-    check_token,
+)
+from image_io import load_image
+from tests.conftest import encode_image
+from utils_serve import (
     decode_base64,
     is_json_mimetype,
-    load_image,
     parse_class_filter,
     parse_detection_params,
-    presented_token,
     read_body,
-    requested_output,
 )
 
 DEFAULTS = DetectionParams()
@@ -73,7 +75,7 @@ DEFAULTS = DetectionParams()
     ],
 )
 def test_parse_detection_params(feature: dict[str, Any], expected: DetectionParams) -> None:
-    assert parse_detection_params(feature, DEFAULTS, zero_max_results_is_default=False) == expected
+    assert parse_detection_params(feature, DEFAULTS) == expected
 
 
 @pytest.mark.parametrize(
@@ -94,12 +96,26 @@ def test_parse_detection_params(feature: dict[str, Any], expected: DetectionPara
 )
 def test_parse_detection_params_errors(feature: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidParameter, match=field):
-        parse_detection_params(feature, DEFAULTS, zero_max_results_is_default=False)
+        parse_detection_params(feature, DEFAULTS)
 
 
-def test_google_zero_max_results_is_the_default() -> None:
-    params = parse_detection_params({"maxResults": 0}, DEFAULTS, zero_max_results_is_default=True)
-    assert params.max_results == DEFAULTS.max_results
+@pytest.mark.parametrize(
+    ("feature", "max_results"),
+    [
+        pytest.param({"maxResults": 0}, DEFAULTS.max_results, id="zero-is-unset"),
+        pytest.param({"max_results": 0.0}, DEFAULTS.max_results, id="zero-float-is-unset"),
+        pytest.param({"maxResults": 3}, 3, id="other-values-kept"),
+    ],
+)
+def test_google_zero_max_results_is_the_default(feature: dict[str, Any], max_results: int) -> None:
+    element = {"features": [{"type": "OBJECT_LOCALIZATION", **feature}]}
+    chosen = google.object_localization_feature(element)
+    assert parse_detection_params(chosen, DEFAULTS).max_results == max_results
+
+
+def test_native_zero_max_results_is_honoured() -> None:
+    chosen = google.first_feature({"features": [{"maxResults": 0}]})
+    assert parse_detection_params(chosen, DEFAULTS).max_results == 0
 
 
 # ------------------------------------------------------------------------------- base64

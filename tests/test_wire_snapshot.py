@@ -26,9 +26,9 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from config import ServiceConfig
+from registry import ModelRegistry
 from serve_http import create_app
 from tests.conftest import AUTH, SECOND_TOKEN, TOKEN, FakeDetector, b64, encode_image
-from utils_serve import ModelRegistry
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "wire_snapshot.json"
 RECORD = os.environ.get("WIRE_SNAPSHOT_RECORD") == "1"
