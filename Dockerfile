@@ -21,10 +21,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes, not on every
-# code change. The versions are pinned in requirements.txt.
-COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependencies first: this layer is rebuilt only when requirements.lock changes, not on every
+# code change. The lock pins every package with its hashes (`make lock` writes it from
+# requirements.txt); pip refuses anything whose hash does not match.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # Fetch and verify the model before copying the code, so that code changes do not download it
 # again. fetch_model.py reads models/<name>.json (URL and sha256), writes models/<name>.onnx and

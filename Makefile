@@ -6,12 +6,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test model test-models newman lint typecheck pytest clean
+.PHONY: run test model test-models newman lint typecheck pytest lock clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Installs come only from the lock files (every package pinned with its hashes), never straight
+# from requirements*.txt: requirements-dev.lock for make run/test, requirements.lock for the
+# Docker image.
+$(STAMP): requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
+
+# Regenerates both lock files from the direct pins in requirements*.txt, with uv (pinned in
+# requirements-dev.txt) from PyPI, taking the newest release of every indirect dependency.
+# The dev lock is compiled first and constrains the runtime one, so that every package the two
+# share has the same version in both (tests/test_setup.py checks it).
+UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --python-version 3.11 \
+	--custom-compile-command "make lock"
+
+lock: $(STAMP)
+	$(UV_COMPILE) requirements-dev.txt -o requirements-dev.lock
+	$(UV_COMPILE) requirements.txt -c requirements-dev.lock -o requirements.lock
 
 model: $(STAMP)
 	$(BIN)/python scripts/fetch_model.py yolox_nano
@@ -21,7 +35,7 @@ test-models: model
 	$(BIN)/python scripts/fetch_model.py nanodet_m_416 --optional
 
 # newman runs the Postman collection (tests/test_newman.py); pinned by
-# client/postman/package-lock.json, run with the Node.js that requirements-dev.txt installs.
+# client/postman/package-lock.json, run with the Node.js that requirements-dev.lock installs.
 NEWMAN_STAMP := client/postman/node_modules/.installed
 
 $(NEWMAN_STAMP): $(STAMP) client/postman/package.json client/postman/package-lock.json

@@ -6,6 +6,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Set as AbstractSet
@@ -270,12 +271,24 @@ def test_modules_below_predict_import_alone_without_cv2() -> None:
         assert completed.returncode == 0, f"{module}: {completed.stderr}"
 
 
+def _dockerfile() -> str:
+    """The Dockerfile with its continuation lines joined."""
+    return (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+
+
+def _copied_into_image() -> set[str]:
+    """The files of the Dockerfile's one COPY of the service's modules."""
+    copy = next(
+        line for line in _dockerfile().splitlines() if line.startswith("COPY serve_http.py ")
+    )
+    return set(copy.split()[1:-1])
+
+
 def test_image_copies_every_module_the_service_imports() -> None:
     # The Dockerfile copies the service's modules one by one: a module split off (or newly
     # imported) and not copied would only fail when the container starts.
-    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    copy = next(line for line in text.splitlines() if line.startswith("COPY serve_http.py "))
-    copied = set(copy.split()[1:-1])
+    text = _dockerfile()
+    copied = _copied_into_image()
     needed: set[str] = set()
     todo = ["serve_http"]
     while todo:
@@ -297,3 +310,133 @@ def test_image_copies_every_module_the_service_imports() -> None:
     # Files read at run time, not imported: the OpenAPI document and the reload's model check.
     assert {"gunicorn.conf.py", "openapi.json"} <= copied
     assert "COPY scripts/ scripts/" in text
+
+
+# ------------------------------------------------------------------------------- dependencies
+
+# Each requirements file pins the direct dependencies; its lock (`make lock`) pins the whole tree
+# with hashes. The client has no lock of its own: the tests install it from the dev lock.
+REQUIREMENT_LOCKS = [
+    pytest.param("requirements.txt", "requirements.lock", id="runtime"),
+    pytest.param("requirements-dev.txt", "requirements-dev.lock", id="dev"),
+    pytest.param("client/requirements.txt", "requirements-dev.lock", id="client"),
+]
+LOCKS = [
+    pytest.param("requirements.lock", id="runtime"),
+    pytest.param("requirements-dev.lock", id="dev"),
+]
+_PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
+
+
+def _normalized(name: str) -> str:
+    """A distribution name as PyPI compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _direct_pins(path: Path) -> dict[str, str]:
+    """name -> version of every requirement in `path` and the files it includes with -r;
+    fails on a requirement that is not pinned with ==."""
+    pins: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-r "):
+            pins.update(_direct_pins(path.parent / line.removeprefix("-r ").strip()))
+            continue
+        match = _PIN.fullmatch(line)
+        assert match, f"{path.name}: {line!r} is not pinned as name==version"
+        pins[_normalized(match["name"])] = match["version"]
+    return pins
+
+
+def _lock(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """name -> (version, hashes) of every package in a lock file; fails on a line that is
+    neither a pinned package, one of its --hash options nor a comment."""
+    packages: dict[str, tuple[str, frozenset[str]]] = {}
+    name = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if raw[0].isspace():
+            assert name, f"{path.name}: {raw!r} belongs to no package"
+            assert line.startswith("--hash=sha256:"), f"{path.name}: {raw!r} is not a --hash"
+            version, hashes = packages[name]
+            packages[name] = (version, hashes | {line.removeprefix("--hash=").rstrip(" \\")})
+            continue
+        match = _PIN.match(line)
+        assert match, f"{path.name}: {raw!r} is not pinned as name==version"
+        name = _normalized(match["name"])
+        assert name not in packages, f"{path.name}: {name} is locked twice"
+        packages[name] = (match["version"], frozenset())
+    return packages
+
+
+def test_every_requirements_file_has_a_lock() -> None:
+    found = {
+        str(path.relative_to(REPO_ROOT))
+        for path in REPO_ROOT.rglob("requirements*.txt")
+        if not {".venv", "node_modules"} & set(path.parts)
+    }
+    assert found == {row.values[0] for row in REQUIREMENT_LOCKS}
+
+
+@pytest.mark.parametrize(("requirements", "lock"), REQUIREMENT_LOCKS)
+def test_direct_requirements_are_locked_at_their_pinned_version(
+    requirements: str, lock: str
+) -> None:
+    pins = _direct_pins(REPO_ROOT / requirements)
+    locked = _lock(REPO_ROOT / lock)
+    assert pins
+    mismatched = {
+        name: (version, locked[name][0] if name in locked else None)
+        for name, version in pins.items()
+        if name not in locked or locked[name][0] != version
+    }
+    assert not mismatched, f"pinned in {requirements} vs {lock} (run `make lock`): {mismatched}"
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_every_locked_package_has_a_hash(lock: str) -> None:
+    locked = _lock(REPO_ROOT / lock)
+    assert locked
+    assert not [name for name, (_, hashes) in locked.items() if not hashes]
+
+
+def test_runtime_lock_agrees_with_dev_lock() -> None:
+    # The tests run against exactly what the image installs: every runtime package is in the dev
+    # lock with the same version and the same hashes.
+    runtime = _lock(REPO_ROOT / "requirements.lock")
+    dev = _lock(REPO_ROOT / "requirements-dev.lock")
+    assert not {name: entry for name, entry in runtime.items() if dev.get(name) != entry}
+
+
+def test_service_does_not_need_requests() -> None:
+    # requests is the client's dependency (client/requirements.txt): the image has none, and no
+    # module it runs imports it.
+    assert "requests" not in _lock(REPO_ROOT / "requirements.lock")
+    copied = sorted(name for name in _copied_into_image() if name.endswith(".py"))
+    assert copied
+    assert not [name for name in copied if "requests" in _imports(REPO_ROOT / name)]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "command"),
+    [
+        pytest.param(
+            "Dockerfile",
+            "pip install --no-cache-dir --require-hashes -r requirements.lock",
+            id="image",
+        ),
+        pytest.param(
+            "Makefile",
+            "pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.lock",
+            id="venv",
+        ),
+    ],
+)
+def test_installs_come_from_a_lock_with_hashes(recipe: str, command: str) -> None:
+    text = (REPO_ROOT / recipe).read_text()
+    assert command in text
+    assert not re.search(r"pip install[^\n]* -r requirements[-a-z]*\.txt", text)
