@@ -61,3 +61,13 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules
+
+# Kubernetes manifests (deploy/kubernetes), checked offline: yamllint over every YAML file,
+# then each manifest against the strict API schemas of two Kubernetes versions bundled with
+# kubernetes-validate. Cross-checks between the manifests are in tests/test_kubernetes.py.
+.PHONY: k8s-validate
+k8s-validate: $(STAMP)
+	$(BIN)/yamllint --strict .
+	$(BIN)/python scripts/validate_kubernetes.py deploy/kubernetes
+
+test: k8s-validate
