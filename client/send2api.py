@@ -178,10 +178,11 @@ def send2api(
         requests.RequestException: the service cannot be reached, or ``timeout``
             seconds passed (requests.ConnectionError, requests.Timeout, ...).
     """
-    _check_token(token)
-    _check_timeout(timeout)
+    _, images = _prologue(
+        token, timeout, image, False, score_th, nms_iou, min_height, min_width, max_results
+    )
     payload = build_payload(
-        _load_images(image),
+        images,
         score_th=score_th,
         nms_iou=nms_iou,
         min_height=min_height,
@@ -189,6 +190,27 @@ def send2api(
         max_results=max_results,
     )
     return _post(url, token, payload, timeout, session)
+
+
+def _prologue(
+    token: str,
+    timeout: float,
+    image: ImageInput | Sequence[ImageInput],
+    single: bool,
+    score_th: float,
+    nms_iou: float,
+    min_height: float,
+    min_width: float,
+    max_results: int,
+) -> tuple[dict[str, str], list[bytes]]:
+    """What every call checks first, in one order, before anything is sent: the token, the
+    timeout, the thresholds (returned as form fields / query parameters), then the images,
+    read into bytes (`single`: exactly one), so that a bad file fails before any traffic."""
+    _check_token(token)
+    _check_timeout(timeout)
+    fields = _threshold_fields(score_th, nms_iou, min_height, min_width, max_results)
+    images = [_load_single(image)] if single else _load_images(image)
+    return fields, images
 
 
 def _check_thresholds(
@@ -343,11 +365,10 @@ def send_multipart(
 ) -> dict[str, Any]:
     """Like send2api, but as a multipart/form-data upload: one `image` file part per image,
     thresholds as form fields. `fields` (e.g. {"id": "cam-7"}) are echoed back per result."""
-    _check_token(token)
-    _check_timeout(timeout)
-    form = _threshold_fields(score_th, nms_iou, min_height, min_width, max_results)
+    form, images = _prologue(
+        token, timeout, image, False, score_th, nms_iou, min_height, min_width, max_results
+    )
     form.update(fields or {})
-    images = _load_images(image)
     files = [("image", (f"image{index}", data)) for index, data in enumerate(images)]
     return _json_result(
         _call(url, token, timeout, session, "application/json", data=form, files=files)
@@ -367,10 +388,9 @@ def send_raw(
     session: requests.Session | None = None,
 ) -> dict[str, Any]:
     """The cheapest way to send one image: the bytes as the body, thresholds in the query."""
-    _check_token(token)
-    _check_timeout(timeout)
-    params = _threshold_fields(score_th, nms_iou, min_height, min_width, max_results)
-    data = _load_single(image)
+    params, (data,) = _prologue(
+        token, timeout, image, True, score_th, nms_iou, min_height, min_width, max_results
+    )
     response = _call(
         url,
         token,
@@ -401,12 +421,11 @@ def annotate(
     """The image with its detections drawn, as PNG or JPEG bytes (`image_format`)."""
     if image_format not in ("png", "jpeg"):
         raise ValueError(f"image_format must be png or jpeg, got {image_format!r}")
-    _check_token(token)
-    _check_timeout(timeout)
-    params = _threshold_fields(score_th, nms_iou, min_height, min_width, max_results)
+    params, (data,) = _prologue(
+        token, timeout, image, True, score_th, nms_iou, min_height, min_width, max_results
+    )
     if max_side is not None:
         params["max_side"] = str(max_side)
-    data = _load_single(image)
     response = _call(
         url,
         token,
