@@ -6,8 +6,10 @@ with a message that says what to fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -28,8 +30,32 @@ class ConfigError(ValueError):
     """A configuration variable is missing or has a value the service cannot use."""
 
 
+DEFAULT_OWNER = "default"
+# `name:token` names the token's owner; anything else is a bare token of the default owner.
+_OWNER_ENTRY = re.compile(r"^([A-Za-z0-9_.-]{1,64}):(.+)$")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An accepted API token and the owner it authenticates (what the owner stores is theirs)."""
+
+    secret: str
+    owner: str = DEFAULT_OWNER
+
+    @classmethod
+    def parse(cls, entry: str) -> ApiToken:
+        """One entry of API_TOKENS: `owner:token`, or a bare token of the default owner."""
+        match = _OWNER_ENTRY.match(entry)
+        return cls(match.group(2), match.group(1)) if match else cls(entry)
+
+    def __repr__(self) -> str:
+        # Never the secret: a config object may end up in a log line or a traceback.
+        return f"ApiToken(owner={self.owner!r}, secret=<{len(self.secret)} characters>)"
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
+    # Entries of API_TOKENS as given (`owner:token` or a bare token); see `credentials`.
     api_tokens: tuple[str, ...] = ()
     auth_disabled: bool = False
     models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
@@ -48,8 +74,9 @@ class ServiceConfig:
                 "API_TOKENS is empty: set one or more comma-separated tokens, or set "
                 "AUTH_DISABLED=1 to run without authentication (local development only)"
             )
-        for token in self.api_tokens:
-            if not token or token != token.strip():
+        for entry in self.api_tokens:
+            secret = ApiToken.parse(entry).secret
+            if not entry or not secret or secret != secret.strip():
                 raise ConfigError("API_TOKENS holds an empty token or one with spaces around it")
         checks = (
             ("INTRA_OP_THREADS", self.intra_op_threads, 1, 64),
@@ -67,6 +94,10 @@ class ServiceConfig:
             )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+
+    @cached_property
+    def credentials(self) -> tuple[ApiToken, ...]:
+        return tuple(ApiToken.parse(entry) for entry in self.api_tokens)
 
 
 def _int(environ: Mapping[str, str], key: str, default: int) -> int:

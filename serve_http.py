@@ -25,7 +25,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from auth import check_token, presented_token
-from config import ServiceConfig, load_config
+from config import DEFAULT_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
 from dialects import deepstack, google, native
 from errors import (
@@ -259,12 +259,16 @@ def _register_hooks(app: Flask) -> None:
             )
         _buffer_chunked_body(state.config.max_body_bytes)
         route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
-        if route is None or route.public or state.config.auth_disabled:
+        if route is None or route.public:
+            return
+        if state.config.auth_disabled:
+            g.owner = DEFAULT_OWNER
             return
         token = presented_token(dict(request.headers), request.args)
         if token is None and route.key_form_field is not None:
             token = request.form.get(route.key_form_field)
-        check_token(token, state.config.api_tokens)
+        # Whose request this is: what an owner stores (the image repository) is theirs alone.
+        g.owner = check_token(token, state.config.credentials)
 
     @app.after_request
     def finish_request(response: Response) -> Response:

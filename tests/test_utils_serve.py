@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from auth import check_token, presented_token
+from config import ApiToken
 from detection_types import DetectionParams
 from dialects import google
 from dialects.native import requested_output
@@ -183,25 +184,46 @@ def test_presented_token(
     assert presented_token(headers, query) == expected
 
 
+ACCEPTED = (ApiToken("one"), ApiToken("two"), ApiToken("three", "alice"), ApiToken("four", "alice"))
+
+
 @pytest.mark.parametrize(
-    ("presented", "ok"),
+    ("presented", "owner"),
     [
-        (None, False),  # missing
-        ("", False),  # empty
-        ("wrong", False),  # wrong
-        ("one", True),  # first token
-        ("two", True),  # second token (rotation)
-        ("one ", False),  # no trimming at comparison time
-        ("\u00f6ne", False),  # non-ASCII: must not raise TypeError
-        ("\udcff", False),  # a lone surrogate from a badly decoded header
+        pytest.param(None, None, id="missing"),
+        pytest.param("", None, id="empty"),
+        pytest.param("wrong", None, id="wrong"),
+        pytest.param("one", "default", id="first-token"),
+        pytest.param("two", "default", id="second-token-rotation"),
+        pytest.param("four", "alice", id="named-owner-second-token"),
+        pytest.param("one ", None, id="no-trimming-at-comparison"),
+        pytest.param("\u00f6ne", None, id="non-ascii-no-typeerror"),
+        pytest.param("\udcff", None, id="lone-surrogate"),
     ],
 )
-def test_check_token(presented: str | None, ok: bool) -> None:
-    if ok:
-        check_token(presented, ["one", "two"])
+def test_check_token(presented: str | None, owner: str | None) -> None:
+    if owner is not None:
+        assert check_token(presented, ACCEPTED) == owner
     else:
         with pytest.raises(Unauthenticated):
-            check_token(presented, ["one", "two"])
+            check_token(presented, ACCEPTED)
+
+
+@pytest.mark.parametrize(
+    ("entry", "token"),
+    [
+        pytest.param("s3cret", ApiToken("s3cret", "default"), id="bare-token"),
+        pytest.param("alice:s3cret", ApiToken("s3cret", "alice"), id="owner-and-token"),
+        pytest.param("alice:a:b", ApiToken("a:b", "alice"), id="colon-in-token"),
+        pytest.param("not an owner:x", ApiToken("not an owner:x"), id="bad-owner-is-bare"),
+    ],
+)
+def test_api_token_entries(entry: str, token: ApiToken) -> None:
+    assert ApiToken.parse(entry) == token
+
+
+def test_api_token_repr_hides_the_secret() -> None:
+    assert "s3cret" not in repr(ApiToken("s3cret", "alice"))
 
 
 # ------------------------------------------------------------------------------- bodies
