@@ -6,6 +6,7 @@ import ast
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Set as AbstractSet
@@ -150,6 +151,23 @@ def test_fetch_from_mirror_verifies_and_is_idempotent(tmp_path: Path) -> None:
     assert (models / "tiny.onnx").read_bytes() == b"weights"
     assert "present" in fetch_model.fetch("tiny", models, mirror, optional=False)
     assert not list(models.glob("*.part"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask-022", "umask-077"])
+def test_fetched_weights_are_readable_by_group_and_others(tmp_path: Path, umask: int) -> None:
+    # The Docker image fetches the weights as root and serves them as uid 10001: a file only
+    # its owner can read stops every worker (tests read it as the owner and would not notice).
+    models = _models_dir(tmp_path, b"weights")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tiny.onnx").write_bytes(b"weights")
+    previous = os.umask(umask)
+    try:
+        fetch_model.fetch("tiny", models, mirror, optional=False)
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((models / "tiny.onnx").stat().st_mode)
+    assert mode == 0o644, oct(mode)
 
 
 def test_fetch_refuses_a_wrong_checksum(tmp_path: Path) -> None:
