@@ -286,23 +286,3 @@ def test_modules_below_predict_import_alone_without_cv2() -> None:
             check=False,
         )
         assert completed.returncode == 0, f"{module}: {completed.stderr}"
-
-
-def test_image_copies_every_module_the_service_imports() -> None:
-    # The Dockerfile copies the service's modules one by one: a module split off (or newly
-    # imported) and not copied would only fail when the container starts.
-    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    copy = next(line for line in text.splitlines() if line.startswith("COPY serve_http.py "))
-    copied = set(copy.split()[1:-1])
-    needed: set[str] = set()
-    todo = ["serve_http"]
-    while todo:
-        module = todo.pop()
-        if module in needed or not (REPO_ROOT / f"{module}.py").is_file():
-            continue
-        needed.add(module)
-        todo.extend(_imports(REPO_ROOT / f"{module}.py"))
-    assert {f"{module}.py" for module in needed} <= copied
-    # Files read at run time, not imported: the OpenAPI document and the reload's model check.
-    assert {"gunicorn.conf.py", "openapi.json"} <= copied
-    assert "COPY scripts/ scripts/" in text
