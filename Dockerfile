@@ -7,10 +7,13 @@
 # image can read its layers and ENV). Other settings the service reads from the environment
 # (PORT, WEB_CONCURRENCY, ...) are passed the same way with -e.
 
-# The weights mirror for the model step below, as a build context: empty by default, so that a
-# plain `docker build .` downloads the weights from the manifest's upstream URL; a folder that
-# holds them replaces it with `--build-context model-mirror=PATH` (see below).
-FROM scratch AS model-mirror
+# The weights mirror for the model step below. `--build-context model-mirror=PATH` replaces this
+# stage with a folder that holds the weights (see below). Without it, this stage is mounted
+# instead: the base image itself, already there and holding no weights, so that a plain
+# `docker build .` downloads them from the manifest's upstream URL (rather than an empty
+# `FROM scratch` stage, whose bind mount builders have handled differently). Keep its tag the
+# same as the service's FROM below.
+FROM python:3.11.14-slim-bookworm AS model-mirror
 
 # A specific patch release on a specific Debian release, so that a rebuild gets the same Python
 # and the same system libraries; bump it on purpose (for security fixes), not by accident.

@@ -284,3 +284,10 @@ def test_image_installs_the_lock_file_with_hashes() -> None:
         and "--require-hashes -r requirements.lock" in args
         for keyword, args in steps
     )
+
+
+def test_every_stage_starts_from_the_one_base_image() -> None:
+    # The model-mirror stage reuses the service's base, so that no other image is pulled.
+    steps = instructions((REPO_ROOT / "Dockerfile").read_text())
+    bases = {args.split()[0] for keyword, args in steps if keyword == "FROM"}
+    assert len(bases) == 1, bases
