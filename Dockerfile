@@ -3,6 +3,9 @@
 #   docker build -t detection-service .
 #   docker run --rm -p 5000:5000 -e API_TOKENS=... detection-service
 #
+# docs/operations.md ("Docker image") has what the build expects and how to run it read-only;
+# `make image-test` builds this file unchanged with podman and smoke-tests the image.
+#
 # API_TOKENS is read at run time and is never baked into the image (anyone who can pull an
 # image can read its layers and ENV). Other settings the service reads from the environment
 # (PORT, WEB_CONCURRENCY, ...) are passed the same way with -e.
@@ -45,7 +48,7 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 #
 # The weights are taken from the model-mirror build context when it holds them, else downloaded
 # from the manifest's upstream URL. Without network access, or to skip the download:
-#   docker buildx build --build-context model-mirror=../shared/models -t detection-service .
+#   docker build --build-context model-mirror=../shared/models -t detection-service .
 # MODEL_MIRROR is where that context is mounted; set it to "" to force the download.
 COPY scripts/ scripts/
 COPY models/yolox_nano.json models/coco80.txt models/
@@ -53,11 +56,11 @@ ARG MODEL_MIRROR=/mnt/model-mirror
 RUN --mount=type=bind,from=model-mirror,target=/mnt/model-mirror \
     MODEL_MIRROR="$MODEL_MIRROR" python scripts/fetch_model.py yolox_nano
 
-# The service itself: every module it imports (tests/test_dockerfile.py checks this list against
-# the imports of serve_http.py and gunicorn.conf.py), its gunicorn config and the OpenAPI
-# document it serves at /openapi.json. One file per line; a package (a folder) needs a COPY of
-# its own, `COPY pkg/ pkg/`, because COPY puts a folder's contents, not the folder, at the
-# target.
+# The service itself: every module it imports, its gunicorn config and the OpenAPI document it
+# serves at /openapi.json. tests/test_dockerfile.py checks this list against what serve_http.py,
+# gunicorn.conf.py and scripts/check_models.py import, transitively. One file per line; a
+# package (a folder) needs a COPY of its own, `COPY pkg/ pkg/`, because COPY puts a folder's
+# contents, not the folder, at the target.
 COPY config.py \
     detection_types.py \
     families.py \
