@@ -71,3 +71,27 @@ k8s-validate: $(STAMP)
 	$(BIN)/python scripts/validate_kubernetes.py deploy/kubernetes
 
 test: k8s-validate
+
+# ----------------------------------------------------------------------------- container image
+# `make test` also lints the Dockerfile and, when CI=true or when run as root on a machine with
+# apt-get, runs `make image-test`: rootful podman builds the unchanged Dockerfile and smoke-tests
+# the image (scripts/image_test.py; docs/operations.md, "Docker image").
+.PHONY: hadolint image-test image-test-skipped
+
+IMAGE_TEST_NOT_ROOT := this is not root (rootful podman needs root)
+IMAGE_TEST_NO_APT := there is no apt-get to install podman with
+IMAGE_TEST_APT := $(shell command -v apt-get 2>/dev/null)
+IMAGE_TEST_AS_ROOT := $(if $(IMAGE_TEST_APT),,$(IMAGE_TEST_NO_APT))
+IMAGE_TEST_SKIP_REASON := $(if $(filter true,$(CI)),,$(if \
+	$(filter 0,$(shell id -u)),$(IMAGE_TEST_AS_ROOT),$(IMAGE_TEST_NOT_ROOT)))
+
+test: hadolint $(if $(IMAGE_TEST_SKIP_REASON),image-test-skipped,image-test)
+
+hadolint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+
+image-test: $(STAMP)
+	$(BIN)/python scripts/image_test.py
+
+image-test-skipped:
+	@echo "image-test skipped: CI is not true and $(IMAGE_TEST_SKIP_REASON); run: sudo make image-test"

@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 SIBLING_MIRROR = REPO_ROOT.parent / "shared" / "models"
 DOWNLOAD_TIMEOUT_S = 60
+# Weights are public and read by the service's user: owner writes, everyone reads.
+WEIGHTS_MODE = 0o644
 
 
 class FetchError(Exception):
@@ -107,6 +109,10 @@ def fetch(name: str, models_dir: Path, mirror: Path | None, optional: bool) -> s
                     f"({', '.join(sorted(accepted))})"
                 )
                 continue
+            # NamedTemporaryFile creates its file 0600 whatever the umask: made readable by
+            # everyone before it goes into place, since the service may run as another user
+            # than the one who fetched the weights (the Docker image's app user does).
+            partial.chmod(WEIGHTS_MODE)
             partial.replace(target)
             return f"{name}: {target} from {kind} {source}, sha256 {digest} verified"
         except FetchError as exc:
