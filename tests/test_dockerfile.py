@@ -259,6 +259,31 @@ def test_image_copies_every_module_the_service_imports() -> None:
     assert missing == [], f"add to the Dockerfile's COPY: {missing}"
 
 
+def test_no_module_in_the_image_imports_requests() -> None:
+    # requests is the client's dependency, not the service's: the image does not install it.
+    image = _project_image()
+    modules = [
+        REPO_ROOT / path.relative_to(image.workdir)
+        for path in image.files
+        if path.suffix == ".py" and path.is_relative_to(image.workdir)
+    ]
+    assert modules
+    assert not [
+        m.name for m in modules if "requests" in local_imports(m, REPO_ROOT) | _all_imports(m)
+    ]
+
+
+def _all_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
 def test_image_ships_only_manifests_whose_weights_it_fetches() -> None:
     # A manifest without its weights makes every worker warn at start, telling the operator
     # to run `make model`, which the image does not have.
