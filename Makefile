@@ -51,6 +51,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# openapi.json is built from the code's tables and openapi/*.json by scripts/build_openapi.py
+# (run it to rewrite the file); this fails, with a diff, when the committed file is stale.
+.PHONY: openapi-check
+openapi-check: $(STAMP)
+	$(BIN)/python scripts/build_openapi.py --check
+
+lint: openapi-check
+
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
