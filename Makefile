@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test model test-models newman lint typecheck pytest clean
+.PHONY: run test model test-models newman lint typecheck pytest bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ newman: $(NEWMAN_STAMP)
 
 run: model
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/run.sh
+
+# The service against the in-process pipeline and the naive pattern, side by side (a few
+# minutes; prints a table and the targets, never fails on the figures). wrk comes from
+# Debian's packages. BENCH_ARGS=--quick for a short run, --peers adds FastAPI/uvicorn.
+bench: model
+	./scripts/install_tools.sh
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
