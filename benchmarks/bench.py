@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import loadgen, procfs
-from benchmarks.detections import MatchResult, boxes_from_answer, match_boxes
+from benchmarks.detections import MatchResult, as_answered, boxes_from_answer, match_boxes
 from benchmarks.inprocess import InProcessPool, PhaseResult, summarise
 from benchmarks.loadgen import RequestSpec
 from benchmarks.report import (
@@ -81,6 +81,7 @@ RSS_MAX_MB = 150.0
 RSS_GROWTH_MAX_PCT = 10.0
 FORMS = ("json", "raw", "multipart")
 LARGE_FORMS = ("json", "raw")
+SANITY_PHOTOS = 5
 
 
 @dataclass(frozen=True)
@@ -269,10 +270,11 @@ def _progress(text: str) -> None:
 def sanity_check(
     service: Server, token: str, pool: InProcessPool, photos: Sequence[bytes]
 ) -> list[str]:
-    """The service answers every form with the in-process pipeline's detections."""
+    """The service answers every form with exactly the in-process pipeline's detections (as
+    the service rounds them); returns what differs."""
     problems = []
-    for index, data in enumerate(photos[:5]):
-        expected = pool.detections(data)
+    for index, data in enumerate(photos[:SANITY_PHOTOS]):
+        expected = [as_answered(box) for box in pool.detections(data)]
         for form in FORMS:
             spec = form_request(form, data, "image/jpeg", "photo.jpg")
             status, body = http_call(
@@ -285,7 +287,8 @@ def sanity_check(
             if status != 200:
                 problems.append(f"photo {index} {form}: HTTP {status}")
                 continue
-            got = match_boxes(expected, boxes_from_answer(json.loads(body)), min_iou=0.98)
+            answered = boxes_from_answer(json.loads(body))
+            got = match_boxes(expected, answered, min_iou=1.0, score_tolerance=1e-9)
             if not got.all_matched:
                 problems.append(f"photo {index} {form}: {got.describe()}")
     return problems
@@ -631,9 +634,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Each round starts at a different side, so no side always runs first or last.
                 shift = round_index % len(blocks)
                 for block in blocks[shift:] + blocks[:shift]:
-                    for name, run in block:
+                    for name, phase_run in block:
                         _progress(f"round {round_index + 1}/{settings.rounds}: {name}")
-                        run()
+                        phase_run()
 
             large = []
             for image in large_images(settings.dog):
@@ -668,12 +671,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pool.close()
 
     elapsed = time.perf_counter() - started
-    report = render_report(settings, header, results, large, memory, elapsed)
+    outcome = Run(settings, header, results, large, memory, problems, elapsed)
+    report = render_report(outcome)
     print(report)
     if settings.markdown is not None:
-        settings.markdown.write_text(
-            render_markdown(settings, header, results, large, memory, elapsed)
-        )
+        settings.markdown.write_text(render_markdown(outcome))
         print(f"Markdown tables written to {settings.markdown}")
     return 0
 
@@ -745,56 +747,75 @@ def settings_line(settings: Settings, elapsed: float) -> str:
     )
 
 
-def render_report(
-    settings: Settings,
-    header: Sequence[str],
-    results: Results,
-    large: Sequence[LargeResult],
-    memory: SoakResult | None,
-    elapsed: float,
-) -> str:
-    decode = median(results.decode_ms.get("in-process 1", []))
+@dataclass(frozen=True)
+class Run:
+    """Everything the report prints."""
+
+    settings: Settings
+    header: Sequence[str]
+    results: Results
+    large: Sequence[LargeResult]
+    memory: SoakResult | None
+    sanity_problems: Sequence[str]
+    elapsed_s: float
+
+    def targets(self) -> list[Target]:
+        return build_targets(self.results, self.large, self.memory, self.settings.peers)
+
+    def notes(self) -> list[str]:
+        decode = median(self.results.decode_ms.get("in-process 1", []))
+        checked = f"{SANITY_PHOTOS} photos x {len(FORMS)} forms"
+        sanity = (
+            [f"detections: the service's equal the in-process pipeline's on {checked}"]
+            if not self.sanity_problems
+            else [
+                f"detections: the service's DIFFER from the in-process pipeline's ({checked}): "
+                + "; ".join(self.sanity_problems)
+            ]
+        )
+        return [
+            f"in-process c=1: decoding the photo is {fmt(decode)} ms of each image's time; "
+            "CPU ms/req: user+system time of the serving processes (master and workers) per "
+            "request; wrk CPU ms/req: the load generator's",
+            *sanity,
+        ]
+
+
+def render_report(run: Run) -> str:
     parts = [
         "",
-        *header,
-        settings_line(settings, elapsed),
+        *run.header,
+        settings_line(run.settings, run.elapsed_s),
         "",
-        format_table(MEASUREMENT_HEADERS, measurement_rows(results)),
-        f"(in-process c=1: decode is {fmt(decode)} ms of the p50; CPU ms/req: the serving "
-        "processes' user+system time per request, master and workers)",
+        format_table(MEASUREMENT_HEADERS, measurement_rows(run.results)),
+        *run.notes(),
         "",
-        format_table(LARGE_HEADERS, large_rows(large)),
+        format_table(LARGE_HEADERS, large_rows(run.large)),
         "",
-        *memory_lines(memory),
+        *memory_lines(run.memory),
         "",
         "targets (this run's ratios):",
-        format_targets(build_targets(results, large, memory, settings.peers)),
+        format_targets(run.targets()),
         "",
     ]
     return "\n".join(parts)
 
 
-def render_markdown(
-    settings: Settings,
-    header: Sequence[str],
-    results: Results,
-    large: Sequence[LargeResult],
-    memory: SoakResult | None,
-    elapsed: float,
-) -> str:
-    targets = build_targets(results, large, memory, settings.peers)
+def render_markdown(run: Run) -> str:
     target_rows = [
         [t.name, f"{fmt(t.value, 2)}{t.unit}", f"{t.op} {fmt(t.limit, 2)}{t.unit}", t.verdict]
-        for t in targets
+        for t in run.targets()
     ]
     parts = [
-        *(f"- {line}" for line in [*header, settings_line(settings, elapsed)]),
+        *(f"- {line}" for line in [*run.header, settings_line(run.settings, run.elapsed_s)]),
         "",
-        markdown_table(MEASUREMENT_HEADERS, measurement_rows(results)),
+        markdown_table(MEASUREMENT_HEADERS, measurement_rows(run.results)),
         "",
-        markdown_table(LARGE_HEADERS, large_rows(large)),
+        *(f"- {line}" for line in run.notes()),
         "",
-        *(f"- {line}" for line in memory_lines(memory)),
+        markdown_table(LARGE_HEADERS, large_rows(run.large)),
+        "",
+        *(f"- {line}" for line in memory_lines(run.memory)),
         "",
         markdown_table(("target", "measured", "wanted", "verdict"), target_rows),
         "",

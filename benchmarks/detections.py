@@ -41,6 +41,18 @@ def boxes_from_answer(answer: Mapping[str, Any]) -> list[Box]:
     return boxes
 
 
+def as_answered(box: Box) -> Box:
+    """The box as the service writes it: corners rounded to whole pixels, score to 4 digits."""
+    return Box(
+        float(round(box.x1)),
+        float(round(box.y1)),
+        float(round(box.x2)),
+        float(round(box.y2)),
+        round(box.score, 4),
+        box.class_id,
+    )
+
+
 def iou(a: Box, b: Box) -> float:
     """Intersection over union; 0 when the union is empty."""
     inter_w = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))

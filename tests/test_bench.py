@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench import cpu_model
-from benchmarks.detections import Box, boxes_from_answer, iou, match_boxes
+from benchmarks.detections import Box, as_answered, boxes_from_answer, iou, match_boxes
 from benchmarks.inprocess import PhaseResult, summarise
 from benchmarks.loadgen import (
     MULTIPART_BOUNDARY,
@@ -304,6 +304,13 @@ def test_match_boxes(got: list[Box], matched: int, all_matched: bool) -> None:
     result = match_boxes([DOG, BIKE], got)
     assert result.matched == matched
     assert result.all_matched is all_matched
+
+
+def test_as_answered_rounds_as_the_service_does() -> None:
+    box = Box(5.9, 165.5, 155.2, 264.6, 0.89964, 62)
+    # Python's round: halves go to the even neighbour, as in the service's JSON.
+    assert as_answered(box) == Box(6.0, 166.0, 155.0, 265.0, 0.8996, 62)
+    assert match_boxes([as_answered(box)], [as_answered(box)], 1.0, 1e-9).all_matched
 
 
 def test_boxes_from_answer_reads_pixel_corners() -> None:
