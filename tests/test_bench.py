@@ -394,3 +394,26 @@ def test_fmt() -> None:
 def test_cpu_model() -> None:
     cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9554\n"
     assert cpu_model(cpuinfo) == "AMD EPYC 9554"
+
+
+# ------------------------------------------------------------------------------- layout
+
+
+def test_the_service_never_imports_the_bench_or_its_peers() -> None:
+    import ast
+
+    from tests.conftest import REPO_ROOT
+
+    for path in sorted(REPO_ROOT.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "benchmarks" not in imported, path.name
