@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test model test-models newman lint typecheck pytest lock clean
+.PHONY: run test model test-models newman lint typecheck pytest lock bench clean
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
 # from requirements*.txt: requirements-dev.lock for make run/test, requirements.lock for the
@@ -46,6 +46,13 @@ newman: $(NEWMAN_STAMP)
 
 run: model
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/run.sh
+
+# The service against the in-process pipeline and the naive pattern, side by side (a few
+# minutes; prints a table and the targets, never fails on the figures). wrk comes from
+# Debian's packages. BENCH_ARGS=--quick for a short run, --peers adds FastAPI/uvicorn.
+bench: model
+	./scripts/install_tools.sh
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
