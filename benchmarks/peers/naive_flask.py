@@ -23,17 +23,15 @@ import onnxruntime as ort
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from detection_types import DetectionParams, Detections, OutputSpec
+from families import FAMILIES
+from image_io import decode_image
+from manifests import model_weights_path
 from predict import (
-    FAMILIES,
-    DetectionParams,
-    Detections,
-    OutputSpec,
     batched_nms,
-    decode_image,
     filter_detections,
     letterbox,
     load_model,
-    model_weights_path,
     unletterbox,
 )
 
