@@ -16,8 +16,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_IMAGES = 16
-# 50 megapixels: above a 48 MP phone photo, far below what would exhaust a worker's memory.
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+# 32 megapixels per image: above the 12 to 24 MP a phone's camera app saves; decoding it takes
+# about 100 MB. A request's images together may have twice that (MAX_REQUEST_PIXELS), so that
+# one request cannot cost a worker more than a couple of such decodes.
+DEFAULT_MAX_IMAGE_PIXELS = 32_000_000
+DEFAULT_MAX_REQUEST_PIXELS = 64_000_000
+# How often a worker whose models did not load tries again (seconds).
+DEFAULT_MODEL_RETRY_S = 10
 # The most pixels any image may have, whatever MAX_IMAGE_PIXELS says: image_io also hands it
 # to OpenCV as its own decoding limit (a backstop behind the header check).
 MAX_IMAGE_PIXELS_CEILING = 1 << 28
@@ -66,6 +71,8 @@ class ServiceConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_images_per_request: int = DEFAULT_MAX_IMAGES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    model_retry_s: int = DEFAULT_MODEL_RETRY_S
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -83,6 +90,8 @@ class ServiceConfig:
             ("MAX_BODY_BYTES", self.max_body_bytes, 1024, 1 << 31),
             ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
             ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
+            ("MAX_REQUEST_PIXELS", self.max_request_pixels, 1, 1 << 40),
+            ("MODEL_RETRY_SECONDS", self.model_retry_s, 1, 3600),
         )
         for key, value, low, high in checks:
             if not low <= value <= high:
@@ -119,6 +128,45 @@ def _bool(environ: Mapping[str, str], key: str) -> bool:
     raise ConfigError(f"{key}={raw!r}: use 1/true/yes/on or 0/false/no/off")
 
 
+# How long a client may take to send a request's head, and then its body (seconds); see
+# gunicorn_worker.py. A client slower than that gets a 408 and the connection is closed.
+DEFAULT_HEAD_TIMEOUT_S = 10
+DEFAULT_BODY_TIMEOUT_S = 15
+# How long writing a response may take before the connection is given up.
+DEFAULT_SEND_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class FrontConfig:
+    """What the gunicorn worker (`gunicorn_worker.py`) needs to buffer requests: the deadlines
+    of the head, the body and the response, and the body limit the service enforces."""
+
+    head_timeout_s: int = DEFAULT_HEAD_TIMEOUT_S
+    body_timeout_s: int = DEFAULT_BODY_TIMEOUT_S
+    send_timeout_s: int = DEFAULT_SEND_TIMEOUT_S
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("REQUEST_HEAD_TIMEOUT", self.head_timeout_s, 1, 3600),
+            ("REQUEST_BODY_TIMEOUT", self.body_timeout_s, 1, 3600),
+            ("RESPONSE_SEND_TIMEOUT", self.send_timeout_s, 1, 3600),
+            ("MAX_BODY_BYTES", self.max_body_bytes, 1024, 1 << 31),
+        )
+        for key, value, low, high in checks:
+            if not low <= value <= high:
+                raise ConfigError(f"{key}={value}: must be between {low} and {high}")
+
+
+def load_front_config(environ: Mapping[str, str]) -> FrontConfig:
+    return FrontConfig(
+        head_timeout_s=_int(environ, "REQUEST_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT_S),
+        body_timeout_s=_int(environ, "REQUEST_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT_S),
+        send_timeout_s=_int(environ, "RESPONSE_SEND_TIMEOUT", DEFAULT_SEND_TIMEOUT_S),
+        max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+    )
+
+
 def load_config(environ: Mapping[str, str]) -> ServiceConfig:
     """Build the configuration from environment variables (see the README's table)."""
     tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
@@ -133,5 +181,7 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_images_per_request=_int(environ, "MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES),
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+        max_request_pixels=_int(environ, "MAX_REQUEST_PIXELS", DEFAULT_MAX_REQUEST_PIXELS),
+        model_retry_s=_int(environ, "MODEL_RETRY_SECONDS", DEFAULT_MODEL_RETRY_S),
         log_level=environ.get("LOG_LEVEL", "").strip().upper() or "INFO",
     )

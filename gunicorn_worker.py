@@ -1,0 +1,605 @@
+"""The gunicorn worker class the service runs with: one process, one request at a time (like
+gunicorn's sync worker, which suits CPU-bound inference), behind a small buffering front in the
+same process that reads every request whole before the application sees it.
+
+Why (docs/operations.md, "Slow clients"): the sync worker reads the request line, the headers
+and the body with blocking calls and no deadline, so two clients that send `POST / HT` and stop
+hold both workers of a two-core machine, probes included. Here one selector loop per worker
+accepts connections and reads whatever arrives on any of them without blocking; only a request
+that is complete (head and body, by Content-Length or by its chunked framing) is handed to
+gunicorn's own parser and the WSGI application. A client that is too slow is cut at a deadline:
+the head must arrive within REQUEST_HEAD_TIMEOUT seconds of the connection's opening (or of the
+first byte after the previous response, on a kept-alive connection), the body within
+REQUEST_BODY_TIMEOUT of the head; either way it gets a 408 in the service's JSON envelope and
+the connection is closed.
+Everything runs on the standard library and gunicorn: `make run` needs nothing more.
+
+It also answers gunicorn's own protocol errors (400, 414, 431, 501, ...) with the service's
+JSON envelope instead of gunicorn's HTML page, keeps connections alive between requests (the
+sync worker closes each after one response), and writes responses with a deadline
+(RESPONSE_SEND_TIMEOUT), so that a client that does not read cannot hold the worker either.
+
+Imported by the gunicorn master (to find the worker class), so it imports nothing that loads a
+model or a native library: only gunicorn, the standard library, `config` and `errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gunicorn import http, util
+from gunicorn.http import errors as gerrors
+from gunicorn.http import wsgi
+from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.workers import base
+
+from config import FrontConfig, load_front_config
+
+# The longest request head buffered (request line and headers); a longer one is answered 431.
+# Real heads are under 2 KiB; gunicorn's own limits (limit_request_line and _fields) still apply
+# to the heads under this one.
+MAX_HEAD_BYTES = 64 * 1024
+# Chunk-size lines and trailers longer than this are left for gunicorn's chunk reader to refuse.
+MAX_CHUNK_LINE = 8190
+MAX_TRAILER_BYTES = 8190 * 32
+# How long a closed connection keeps draining what the client still sends, so that the kernel
+# does not reset it before the client has read the error answer.
+LINGER_S = 2.0
+RECV_BYTES = 256 * 1024
+ACCEPTS_PER_WAKE = 64
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+# Google's status names (dialects/google.py STATUS_BY_HTTP) for what the front answers itself.
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    408: "DEADLINE_EXCEEDED",
+    413: "INVALID_ARGUMENT",
+    414: "INVALID_ARGUMENT",
+    417: "FAILED_PRECONDITION",
+    431: "INVALID_ARGUMENT",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+}
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    417: "Expectation Failed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
+
+
+def error_answer(status: int, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 response in the service's JSON error envelope, closing the connection
+    (the shape of `dialects.google.error_envelope`; tests/test_slow_clients.py compares them)."""
+    envelope = {
+        "error": {
+            "code": status,
+            "message": message,
+            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+            "reason": code,
+        }
+    }
+    body = json.dumps(envelope, separators=(",", ":")).encode()
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def protocol_error(exc: BaseException) -> tuple[int, str, str]:
+    """Status, stable code and public message for an error gunicorn's parser raised; the
+    message never echoes the request's bytes (they may hold a token)."""
+    table: tuple[tuple[Any, int, str, str], ...] = (
+        (gerrors.LimitRequestLine, 414, "uri_too_long", "the request line is too long"),
+        (
+            gerrors.LimitRequestHeaders,
+            431,
+            "header_fields_too_large",
+            "the request's header fields are too large or too many",
+        ),
+        (
+            gerrors.UnsupportedTransferCoding,
+            501,
+            "unsupported_transfer_coding",
+            "unsupported Transfer-Encoding; send the body with Content-Length or chunked",
+        ),
+        (gerrors.ExpectationFailed, 417, "expectation_failed", "only Expect: 100-continue"),
+        (gerrors.ForbiddenProxyRequest, 403, "forbidden", "request forbidden"),
+        (
+            (
+                gerrors.InvalidChunkSize,
+                gerrors.ChunkMissingTerminator,
+                gerrors.InvalidChunkExtension,
+            ),
+            400,
+            "invalid_chunked_body",
+            "the chunked body is malformed",
+        ),
+        (gerrors.NoMoreData, 400, "incomplete_request", "the request ended before it was whole"),
+        (gerrors.InvalidRequestLine, 400, "invalid_request_line", "the request line is malformed"),
+        (gerrors.InvalidRequestMethod, 400, "invalid_method", "the request method is malformed"),
+        (gerrors.InvalidHTTPVersion, 400, "invalid_http_version", "unsupported HTTP version"),
+        (
+            (gerrors.InvalidHeader, gerrors.InvalidHeaderName, gerrors.ObsoleteFolding),
+            400,
+            "invalid_header",
+            "a header field is malformed or not allowed",
+        ),
+        (gerrors.InvalidSchemeHeaders, 400, "invalid_header", "contradictory scheme headers"),
+        (gerrors.InvalidProxyLine, 400, "invalid_proxy_line", "the PROXY line is malformed"),
+    )
+    for kinds, status, code, message in table:
+        if isinstance(exc, kinds):
+            return status, code, message
+    return 500, "internal", "internal error"
+
+
+class _Feed:
+    """The socket gunicorn's parser reads from: the bytes received so far, handed out only up
+    to `limit` (the end of the request being parsed), so that it never waits for more."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.limit = 0
+
+    def recv(self, size: int) -> bytes:
+        size = min(size, self.limit)
+        if size <= 0:
+            return b""
+        chunk = bytes(self.data[:size])
+        del self.data[:size]
+        self.limit -= size
+        return chunk
+
+
+@dataclass
+class _ChunkScan:
+    """How far a chunked body's framing has been followed (to know when it is complete)."""
+
+    pos: int = 0
+    decoded: int = 0
+
+
+# What the scan of a body says: not complete yet, or hand it to the reader now (malformed or
+# over the limit: gunicorn's reader and the application then say which), or its end offset.
+_MORE = -1
+_NOW = -2
+
+
+def chunked_body_end(data: bytearray, scan: _ChunkScan, max_body: int) -> int:
+    """Where a chunked body that starts at data[0] ends, `_MORE` or `_NOW`. Resumable: `scan`
+    keeps the position, so a body sent a byte at a time is scanned once."""
+    while True:
+        eol = data.find(b"\r\n", scan.pos)
+        if eol < 0:
+            return _NOW if len(data) - scan.pos > MAX_CHUNK_LINE else _MORE
+        size_text = bytes(data[scan.pos : eol]).split(b";", 1)[0].rstrip(b" \t")
+        if not size_text or len(size_text) > 16 or not set(size_text) <= _HEX_DIGITS:
+            return _NOW
+        size = int(size_text, 16)
+        start = eol + 2
+        if size == 0:
+            if len(data) - start < 2:
+                return _MORE
+            if data[start : start + 2] == b"\r\n":
+                return start + 2
+            end = data.find(b"\r\n\r\n", start)
+            if end < 0:
+                return _NOW if len(data) - start > MAX_TRAILER_BYTES else _MORE
+            return end + 4
+        allowed = max_body - scan.decoded
+        if size > allowed:
+            # Over the limit: once more than the limit is here, the application's 413 follows.
+            return _NOW if len(data) - start > allowed else _MORE
+        if len(data) < start + size + 2:
+            return _MORE
+        scan.decoded += size
+        scan.pos = start + size + 2
+
+
+# Connection states
+IDLE, HEAD, BODY, READY, LINGER = "idle", "head", "body", "ready", "linger"
+
+
+@dataclass
+class Connection:
+    sock: socket.socket
+    addr: Any
+    server: Any
+    deadline: float
+    feed: _Feed = field(default_factory=_Feed)
+    parser: Any = None
+    state: str = IDLE
+    req: Any = None
+    # Offsets already searched for the end of the head, so that a slow head is scanned once.
+    scanned: int = 0
+    body_length: int | None = None
+    chunks: _ChunkScan | None = None
+    # The request's framing could not be followed: the connection closes after the answer.
+    must_close: bool = False
+    eof: bool = False
+
+
+class BufferingWorker(base.Worker):  # type: ignore[misc]
+    """See the module's docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.front: FrontConfig = load_front_config(os.environ)
+        self.selector: selectors.BaseSelector | None = None
+        self.connections: dict[int, Connection] = {}
+        self.accepting = False
+        self.alive: bool = True
+
+    # --- the loop
+
+    def init_process(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        super().init_process()
+
+    def run(self) -> None:
+        assert self.selector is not None
+        for listener in self.sockets:
+            listener.setblocking(False)
+        self._set_accepting(True)
+        self.selector.register(self.PIPE[0], selectors.EVENT_READ, None)
+        last_sweep = time.monotonic()
+        while self.alive:
+            self.notify()
+            if self.ppid != os.getppid():
+                self.log.info("Parent changed, shutting down: %s", self)
+                break
+            try:
+                events = self.selector.select(self._select_timeout())
+            except OSError as exc:
+                if exc.errno != errno.EINTR:
+                    raise
+                events = []
+            for key, _ in events:
+                if key.fileobj == self.PIPE[0]:
+                    with contextlib.suppress(OSError):
+                        os.read(self.PIPE[0], 4096)
+                elif key.data is None:
+                    self._accept(key.fileobj)
+                else:
+                    self._on_readable(key.data)
+            self._serve_ready()
+            now = time.monotonic()
+            if now - last_sweep >= 0.25:
+                last_sweep = now
+                self._expire(now)
+            self._set_accepting(len(self.connections) < self.cfg.worker_connections)
+        self._shutdown()
+
+    def _select_timeout(self) -> float:
+        if any(c.state == READY for c in self.connections.values()):
+            return 0.0
+        return 0.25 if self.connections else 1.0
+
+    def _set_accepting(self, enabled: bool) -> None:
+        assert self.selector is not None
+        if enabled == self.accepting or not self.alive:
+            return
+        for listener in self.sockets:
+            if enabled:
+                self.selector.register(listener, selectors.EVENT_READ, None)
+            else:
+                self.selector.unregister(listener)
+        self.accepting = enabled
+
+    def _accept(self, listener: Any) -> None:
+        assert self.selector is not None
+        for _ in range(ACCEPTS_PER_WAKE):
+            try:
+                client, addr = listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                    return
+                raise
+            client.setblocking(False)
+            util.close_on_exec(client)
+            conn = Connection(
+                client,
+                addr,
+                listener.getsockname(),
+                deadline=time.monotonic() + self.front.head_timeout_s,
+            )
+            conn.parser = http.get_parser(self.cfg, conn.feed, addr)
+            self.connections[client.fileno()] = conn
+            self.selector.register(client, selectors.EVENT_READ, conn)
+
+    def _on_readable(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if conn.state == LINGER:
+            if not data:
+                self._close(conn)
+            return
+        if not data:
+            conn.eof = True
+        elif conn.state == READY:
+            # A pipelined request behind one not yet served: kept for later.
+            conn.feed.data += data
+            return
+        else:
+            conn.feed.data += data
+        self._advance(conn)
+
+    # --- following a request until it is whole
+
+    def _advance(self, conn: Connection) -> None:
+        if conn.state in (IDLE, HEAD):
+            if conn.feed.data and conn.state == IDLE:
+                conn.state = HEAD
+                if conn.req is not None:  # kept alive: the head's deadline starts now
+                    conn.deadline = time.monotonic() + self.front.head_timeout_s
+            if not self._head_complete(conn):
+                return
+        if conn.state == BODY:
+            self._body_complete(conn)
+
+    def _head_complete(self, conn: Connection) -> bool:
+        data = conn.feed.data
+        if not data:
+            if conn.eof:
+                self._close(conn)
+            return False
+        start = max(0, conn.scanned - 3)
+        end = data.find(b"\r\n\r\n", start)
+        # A line ending in a bare LF will never end the head the way gunicorn reads it: the
+        # parser refuses it now rather than wait for a CRLF.
+        bare_lf = _has_bare_lf(data, conn.scanned, end if end >= 0 else len(data))
+        conn.scanned = len(data)
+        if end < 0 and not bare_lf:
+            if len(data) > MAX_HEAD_BYTES:
+                self._answer_and_close(
+                    conn, 431, "header_fields_too_large", "the request head is too large"
+                )
+            elif conn.eof:
+                self._answer_and_close(
+                    conn, 400, "incomplete_request", "the request ended before its head"
+                )
+            return False
+        conn.feed.limit = end + 4 if end >= 0 and not bare_lf else len(data)
+        try:
+            conn.req = next(conn.parser)
+        except StopIteration:
+            self._close(conn)
+            return False
+        except Exception as exc:  # gunicorn's parse errors: answered in our envelope
+            self.handle_error(None, conn.sock, conn.addr, exc)
+            self._linger(conn)
+            return False
+        conn.scanned = 0
+        conn.chunks = None
+        conn.body_length = None
+        reader = getattr(conn.req.body, "reader", None)
+        if isinstance(reader, ChunkedReader):
+            conn.chunks = _ChunkScan()
+        elif isinstance(reader, LengthReader):
+            conn.body_length = reader.length
+        else:
+            conn.body_length = 0
+        conn.state = BODY
+        conn.deadline = time.monotonic() + self.front.body_timeout_s
+        if conn.req._expected_100_continue:
+            # Sent here, because the body is read here; gunicorn would send it again.
+            conn.req._expected_100_continue = False
+            if conn.body_length is None or conn.body_length <= self.front.max_body_bytes:
+                _send_now(conn.sock, b"HTTP/1.1 100 Continue\r\n\r\n")
+        return True
+
+    def _body_complete(self, conn: Connection) -> None:
+        data = conn.feed.data
+        if conn.chunks is not None:
+            end = chunked_body_end(data, conn.chunks, self.front.max_body_bytes)
+        else:
+            length = conn.body_length or 0
+            if length > self.front.max_body_bytes:
+                end = _NOW  # the application answers 413 without reading it
+            else:
+                end = length if len(data) >= length else _MORE
+        if end == _MORE:
+            if conn.eof:
+                self._answer_and_close(
+                    conn,
+                    400,
+                    "incomplete_body",
+                    "the body ended before its Content-Length or its last chunk",
+                )
+            return
+        if end == _NOW:
+            conn.must_close = True
+            end = len(data)
+        conn.feed.limit = end
+        conn.state = READY
+
+    # --- serving
+
+    def _serve_ready(self) -> None:
+        # Also while stopping: a request read whole is answered (with Connection: close).
+        for conn in [c for c in self.connections.values() if c.state == READY]:
+            self.notify()
+            if conn.sock.fileno() < 0:
+                continue
+            if not self._serve(conn):
+                self._linger(conn)
+                continue
+            conn.state = IDLE
+            conn.deadline = time.monotonic() + max(1, self.cfg.keepalive)
+            conn.must_close = False
+            if conn.feed.data or conn.eof:
+                self._advance(conn)
+
+    def _serve(self, conn: Connection) -> bool:
+        """Run the application on the complete request; whether the connection stays open."""
+        req = conn.req
+        conn.sock.settimeout(self.front.send_timeout_s)
+        try:
+            keep = self.handle_request(conn, req)
+        except (gerrors.NoMoreData, StopIteration):
+            keep = False
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
+                self.log.exception("Socket error processing request.")
+            keep = False
+        except Exception as exc:
+            self.handle_error(req, conn.sock, conn.addr, exc)
+            keep = False
+        finally:
+            with contextlib.suppress(OSError):
+                conn.sock.setblocking(False)
+        if getattr(req.body, "failed", False) or conn.must_close or conn.eof:
+            return False
+        return keep and conn.parser.finish_body()
+
+    def handle_request(self, conn: Connection, req: Any) -> bool:
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(req, conn.sock, conn.addr, conn.server, self.cfg)
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            if not self.alive or not self.cfg.keepalive or conn.must_close:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except OSError:
+            util.reraise(*sys.exc_info())
+        except (Exception, SystemExit):
+            if resp is not None and resp.headers_sent:
+                # Timeout abort is SystemExit; the response has begun, so no error page.
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+        return False
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's error page, as the service's JSON envelope (gunicorn's own is HTML)."""
+        status, code, message = protocol_error(exc)
+        ip = addr[0] if isinstance(addr, tuple) and addr else ""
+        if status == 500:
+            self.log.exception("Error handling request (%s)", type(exc).__name__)
+        else:
+            # The class only: the exception's text holds request bytes, which may hold a token.
+            self.log.warning("Invalid request from ip=%s: %s", ip, type(exc).__name__)
+        _send_now(client, error_answer(status, code, message))
+
+    # --- deadlines and closing
+
+    def _expire(self, now: float) -> None:
+        for conn in list(self.connections.values()):
+            if conn.deadline > now or conn.state == READY:
+                continue
+            if conn.state == LINGER or (conn.state == IDLE and not conn.feed.data):
+                self._close(conn)
+                continue
+            part = "head" if conn.state == HEAD else "body"
+            limit = self.front.head_timeout_s if part == "head" else self.front.body_timeout_s
+            self.log.warning(
+                "Request timeout from ip=%s: the %s took longer than %d s",
+                conn.addr[0] if isinstance(conn.addr, tuple) else "",
+                part,
+                limit,
+            )
+            self._answer_and_close(
+                conn,
+                408,
+                "request_timeout",
+                f"the request's {part} did not arrive within {limit} s",
+            )
+
+    def _answer_and_close(self, conn: Connection, status: int, code: str, message: str) -> None:
+        _send_now(conn.sock, error_answer(status, code, message))
+        self._linger(conn)
+
+    def _linger(self, conn: Connection) -> None:
+        """Half-close and drain for a moment, so the client reads the answer before the close."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.state = LINGER
+        conn.feed = _Feed()
+        conn.deadline = time.monotonic() + LINGER_S
+
+    def _close(self, conn: Connection) -> None:
+        fileno = conn.sock.fileno()
+        if fileno >= 0 and self.selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(conn.sock)
+        self.connections.pop(fileno, None)
+        util.close(conn.sock)
+
+    def _shutdown(self) -> None:
+        for listener in self.sockets:
+            with contextlib.suppress(OSError):
+                listener.close()
+        for conn in list(self.connections.values()):
+            self._close(conn)
+
+
+def _has_bare_lf(data: bytearray, start: int, stop: int) -> bool:
+    """Whether data[start:stop] holds an LF that no CR precedes."""
+    index = data.find(b"\n", start, stop)
+    while index >= 0:
+        if index == 0 or data[index - 1] != 0x0D:
+            return True
+        index = data.find(b"\n", index + 1, stop)
+    return False
+
+
+def _send_now(sock: Any, data: bytes) -> None:
+    """Best effort, without blocking: small answers fit the socket's send buffer."""
+    try:
+        sock.setblocking(False)
+        sock.send(data)
+    except OSError:
+        pass
