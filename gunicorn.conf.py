@@ -24,7 +24,12 @@ bind = os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # per core; keep WEB_CONCURRENCY x INTRA_OP_THREADS <= cores (oversubscription halves
 # throughput).
 workers = int(os.environ.get("WEB_CONCURRENCY") or _cpu_count())
-worker_class = "sync"
+# One request at a time per worker, as the sync worker, behind a buffering front that reads
+# requests whole with deadlines, so that slow clients cannot hold the workers (measured against
+# sync, gthread and gevent: docs/operations.md, "Slow clients"); stdlib and gunicorn only.
+worker_class = "gunicorn_worker.BufferingWorker"
+# Connections one worker holds open (idle, kept alive or still sending) at most.
+worker_connections = 1000
 
 # A 16-image batch of large photos takes a few seconds on one core; 120 s is far above that
 # and still recycles a worker that is truly stuck.
@@ -40,43 +45,8 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms rid=%({x-request-id
 
 
 def when_ready(server):  # type: ignore[no-untyped-def]
-    """Check the models before every reload (SIGHUP) in a child process.
+    """Before the first workers: the master's verified copy of the weights, and the model
+    check that every reload (SIGHUP) must pass, run off the master's loop (master_models.py)."""
+    import master_models
 
-    On SIGHUP gunicorn starts new workers and stops the old ones at once; a worker that cannot
-    load its models would then halt the whole server. Loading them first in a separate process
-    (never in the master: onnxruntime sessions must not exist before a fork) lets a broken model
-    file leave the old workers serving, with the reason in the log.
-    """
-    import subprocess
-    import sys
-
-    check_script = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "scripts", "check_models.py"
-    )
-    reload_workers = server.reload
-
-    def checked_reload():  # type: ignore[no-untyped-def]
-        try:
-            check = subprocess.run(
-                [sys.executable, check_script],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            server.log.error(
-                "reload refused, old workers keep serving: model check failed: %s", exc
-            )
-            return
-        # Not the exit status: the master's SIGCHLD handler reaps this child like a worker,
-        # so the status is lost; the check's last line says whether every model loaded.
-        lines = check.stdout.strip().splitlines()
-        if not lines or lines[-1] != "all models loaded":
-            reason = check.stderr.strip().splitlines()[-1:] or ["the model check printed nothing"]
-            server.log.error("reload refused, old workers keep serving: %s", reason[0])
-            return
-        server.log.info("models checked, reloading: %s", " | ".join(lines[:-1]))
-        reload_workers()
-
-    server.reload = checked_reload
+    master_models.install(server)

@@ -38,7 +38,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -253,6 +253,44 @@ def bare_manifest(model_path: Path) -> ModelManifest:
         sha256=(),
         bare=True,
     )
+
+
+def weights_file(path: Path) -> tuple[ModelManifest, Path]:
+    """The manifest and the weights file of what `discover_models` found for a model: a
+    manifest and the weights it names beside it, or a bare `.onnx` described by itself."""
+    if path.suffix == ".onnx":
+        return bare_manifest(path), path
+    manifest = load_manifest(path)
+    return manifest, path.parent / manifest.file
+
+
+def snapshot_weights(models_dir: Path, names: Sequence[str] | None) -> dict[Path, bytes]:
+    """The weights files of models `names` (None: all) of `models_dir`, as `discover_models`
+    finds them,
+    read once, each kept only when its manifest accepts its sha256 (or it has no manifest to
+    say). Keyed by resolved path. A model whose file cannot be read or verified is left out,
+    with a warning: loading it from the file then reports what is wrong."""
+    available = discover_models(models_dir)
+    snapshot: dict[Path, bytes] = {}
+    for name in available if names is None else names:
+        if name not in available:
+            continue
+        try:
+            manifest, path = weights_file(available[name])
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            if names is not None:  # not fetched: without MODELS such a model is skipped
+                logger.warning("model %s: no verified copy of its weights: %s", name, exc)
+            continue
+        except (ModelLoadError, OSError) as exc:
+            logger.warning("model %s: no verified copy of its weights: %s", name, exc)
+            continue
+        sha256 = hashlib.sha256(data).hexdigest()
+        if manifest.sha256 and sha256 not in manifest.sha256:
+            logger.warning("model %s: %s has sha256 %s, not the manifest's", name, path, sha256)
+            continue
+        snapshot[path.resolve()] = data
+    return snapshot
 
 
 def file_sha256(path: Path) -> str:

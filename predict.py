@@ -21,6 +21,7 @@ detection_types, and predict -> image_io; none of them imports anything of HTTP)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -51,14 +52,13 @@ from image_io import cv2
 from manifests import (
     COCO80_FILE,
     MAX_INPUT_SIDE,
-    bare_manifest,
     coco80_names,
     discovered_path,
     file_sha256,
     is_int,
-    load_manifest,
     metadata_class_names,
     metadata_input_size,
+    weights_file,
 )
 
 __all__ = [
@@ -295,15 +295,23 @@ class Detector:
     overrides.
     """
 
-    def __init__(self, manifest: ModelManifest, model_path: Path, intra_op_threads: int = 1):
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        model_path: Path,
+        intra_op_threads: int = 1,
+        weights: bytes | None = None,
+    ):
+        """`weights`: the file's bytes as read and verified before (the gunicorn master's
+        copy, see master_models.py); then the file itself is not read again."""
         if intra_op_threads < 1:
             raise ModelLoadError("intra_op_threads must be at least 1")
         named = None if manifest.family is None else _family_named(manifest.family, manifest.name)
-        if not model_path.is_file():
+        if weights is None and not model_path.is_file():
             raise ModelFileMissingError(
                 f"model file {model_path} is missing: run `make model` to fetch and verify it"
             )
-        sha256 = file_sha256(model_path)
+        sha256 = file_sha256(model_path) if weights is None else hashlib.sha256(weights).hexdigest()
         if manifest.sha256 and sha256 not in manifest.sha256:
             raise ModelLoadError(
                 f"model file {model_path} has sha256 {sha256}, which the manifest does not "
@@ -311,7 +319,7 @@ class Detector:
             )
         try:
             session = ort.InferenceSession(
-                str(model_path),
+                str(model_path) if weights is None else weights,
                 sess_options=_session_options(intra_op_threads),
                 providers=["CPUExecutionProvider"],
             )
@@ -524,15 +532,14 @@ def load_model(models_dir: Path, name: str, intra_op_threads: int = 1) -> Detect
     return load_discovered(discovered_path(models_dir, name), intra_op_threads)
 
 
-def load_discovered(path: Path, intra_op_threads: int = 1) -> Detector:
-    """Load a model from what `discover_models` found for it: a manifest and the weights it
-    names beside it, or a bare `.onnx` described by its own metadata."""
-    if path.suffix == ".onnx":
-        manifest, weights = bare_manifest(path), path
-    else:
-        manifest = load_manifest(path)
-        weights = path.parent / manifest.file
-    detector = Detector(manifest, weights, intra_op_threads)
+def load_discovered(
+    path: Path, intra_op_threads: int = 1, verified: Mapping[Path, bytes] | None = None
+) -> Detector:
+    """Load a model from what `discover_models` found for it (see `weights_file`); from the
+    bytes in `verified` when it holds the weights file's, else from the file."""
+    manifest, weights = weights_file(path)
+    held = (verified or {}).get(weights.resolve())
+    detector = Detector(manifest, weights, intra_op_threads, held)
     info = detector.info
     logger.info(
         "loaded model %s (%s, %dx%d, %d classes, from its %s, sha256 %s)",

@@ -8,8 +8,12 @@ Tests inject their own detectors (anything with `info`, `ready` and `detect`);
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from config import ServiceConfig
@@ -21,7 +25,7 @@ from detection_types import (
     ModelInfo,
     ModelLoadError,
 )
-from errors import UnknownModel
+from errors import ServiceUnavailable, UnknownModel
 from manifests import discover_models
 from predict import load_discovered
 
@@ -73,8 +77,11 @@ class ModelRegistry:
         return self.detectors[name]
 
 
-def load_registry(config: ServiceConfig) -> ModelRegistry:
-    """Load the configured models (all with weights present, by default), each once.
+def load_registry(
+    config: ServiceConfig, verified: Mapping[Path, bytes] | None = None
+) -> ModelRegistry:
+    """Load the configured models (all with weights present, by default), each once; the
+    weights from `verified` (resolved path -> bytes, see `snapshot_weights`) where it has them.
 
     A model named in MODELS must load; without MODELS, a manifest whose weights have not been
     fetched is skipped with a warning, so that `make run` serves the default model alone.
@@ -91,7 +98,7 @@ def load_registry(config: ServiceConfig) -> ModelRegistry:
     for name in names:
         try:
             # Loaded from this one look at the folder, not a new one per model.
-            detectors[name] = load_discovered(available[name], config.intra_op_threads)
+            detectors[name] = load_discovered(available[name], config.intra_op_threads, verified)
         except ModelFileMissingError as exc:
             if config.models or name == config.model_name:
                 raise
@@ -102,3 +109,57 @@ def load_registry(config: ServiceConfig) -> ModelRegistry:
             f"({', '.join(detectors) or 'none'})"
         )
     return ModelRegistry(detectors=detectors, default=config.model_name)
+
+
+class ModelSlot:
+    """The models of one worker, or why it has none: a worker whose models do not load keeps
+    running (a worker that exits at boot makes gunicorn's arbiter stop the whole server),
+    answers 503 with the reason, and tries again, at most every `retry_s` seconds, when a
+    request needs the models (the readiness probe too), until they load.
+
+    `reason` is public (it is answered on /readyz): the models folder is not named in it.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], ModelRegistry],
+        retry_s: float,
+        hidden_prefixes: Sequence[str] = (),
+        registry: ModelRegistry | None = None,
+    ) -> None:
+        self._load = load
+        self._retry_s = retry_s
+        self._hidden = tuple(p for p in hidden_prefixes if p)
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._last_try = -math.inf
+        self.reason = ""
+
+    def try_load(self) -> ModelRegistry | None:
+        with self._lock:
+            if self._registry is not None:
+                return self._registry
+            if time.monotonic() - self._last_try < self._retry_s:
+                return None
+            self._last_try = time.monotonic()
+            try:
+                self._registry = self._load()
+            except (ModelLoadError, OSError) as exc:
+                self.reason = self._public(str(exc))
+                logger.error("models not loaded (retried every %g s): %s", self._retry_s, exc)
+                return None
+            if self.reason:
+                logger.info("models loaded after an earlier failure")
+            self.reason = ""
+            return self._registry
+
+    def get(self) -> ModelRegistry:
+        registry = self.try_load()
+        if registry is None:
+            raise ServiceUnavailable(f"the models could not be loaded: {self.reason}")
+        return registry
+
+    def _public(self, text: str) -> str:
+        for prefix in self._hidden:
+            text = text.replace(prefix, "MODELS_DIR")
+        return text[:500]

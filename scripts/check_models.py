@@ -18,16 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import ConfigError, load_config
 from detection_types import ModelLoadError
+from manifests import discover_models, weights_file
+from master_models import ALL_LOADED
 from registry import load_registry
-
-# The last line on success. gunicorn's master reaps every child process it has, this one too,
-# so its caller cannot rely on the exit status and reads this line instead.
-ALL_LOADED = "all models loaded"
 
 
 def main() -> int:
     try:
         registry = load_registry(load_config(os.environ))
+        available = discover_models(load_config(os.environ).models_dir)
     except (ConfigError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -35,6 +34,8 @@ def main() -> int:
         info = registry.detector(name).info
         marker = " (default)" if name == registry.default else ""
         print(f"ok: {name}{marker}: {info.family}, sha256 {info.sha256[:12]}")
+        # What the gunicorn master compares its new verified copy with (master_models.py).
+        print(f"weights {info.sha256} {weights_file(available[name])[1].resolve()}")
     print(ALL_LOADED)
     return 0
 
