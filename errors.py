@@ -35,6 +35,10 @@ class InvalidRequest(BadRequest):
     code = "invalid_request"
 
 
+class InvalidBody(BadRequest):
+    code = "invalid_body"
+
+
 class InvalidParameter(BadRequest):
     code = "invalid_parameter"
 
@@ -77,6 +81,10 @@ class MethodNotAllowed(ApiError):
 
 class NotAcceptable(ApiError):
     status, code = 406, "not_acceptable"
+
+
+class RequestTimeout(ApiError):
+    status, code = 408, "request_timeout"
 
 
 class PayloadTooLarge(ApiError):

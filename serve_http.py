@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import master_models
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
@@ -35,10 +36,11 @@ from errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    Unauthenticated,
     UnknownModel,
     UnsupportedMediaType,
 )
-from registry import DetectorLike, ModelRegistry, load_registry
+from registry import DetectorLike, ModelRegistry, ModelSlot, load_registry
 from utils_serve import (
     ImageTask,
     detect_one,
@@ -68,7 +70,12 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 @dataclass(frozen=True)
 class ServiceState:
     config: ServiceConfig
-    registry: ModelRegistry
+    models: ModelSlot
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The worker's models; a 503 with the reason while they could not be loaded."""
+        return self.models.get()
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -91,7 +98,10 @@ def _state() -> ServiceState:
 
 
 def _body() -> bytes:
-    return read_body(request.stream, request.content_length, _state().config.max_body_bytes)
+    body: bytes | None = g.get("body")
+    if body is None:
+        body = read_body(request.stream, request.content_length, _state().config.max_body_bytes)
+    return body
 
 
 # --- Views
@@ -231,19 +241,24 @@ def _register_routes(app: Flask) -> None:
 # --- Hooks and errors
 
 
-def _buffer_chunked_body(max_bytes: int) -> None:
-    """Read a chunked body (no Content-Length) up to the limit and hand it on with a length.
+def _buffer_body(max_bytes: int) -> None:
+    """Read the body whole, up to the limit, before any view or form parser sees it.
 
-    Werkzeug's form parser and `get_data` would otherwise truncate such a body at the limit
-    without a word; this way every route sees either a complete body or a 413.
+    Every route then sees either a complete body or an error: 413 past the limit, 400 for a
+    body shorter than its Content-Length or one the server cannot read (malformed chunks).
+    Werkzeug's form parser and `get_data` would otherwise truncate a chunked body at the limit
+    without a word. The body is handed on with its length (a chunked one too), and kept for
+    the view (`g.body`), which then reads it without another copy.
     """
     environ = request.environ
-    if request.content_length is not None or not environ.get("wsgi.input_terminated"):
+    length = request.content_length
+    if length is None and not environ.get("wsgi.input_terminated"):
         return
-    body = read_body(environ["wsgi.input"], None, max_bytes)
+    body = read_body(environ["wsgi.input"], length, max_bytes)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
+    g.body = body
 
 
 def _register_hooks(app: Flask) -> None:
@@ -253,11 +268,15 @@ def _register_hooks(app: Flask) -> None:
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         state = _state()
+        if request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not request.environ.get(
+            "HTTP_HOST"
+        ):
+            raise BadRequest("an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)")
         if (request.content_length or 0) > state.config.max_body_bytes:
             raise PayloadTooLarge(
                 f"request body is larger than the limit of {state.config.max_body_bytes} bytes"
             )
-        _buffer_chunked_body(state.config.max_body_bytes)
+        _buffer_body(state.config.max_body_bytes)
         route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
         if route is None or route.public:
             return
@@ -274,6 +293,8 @@ def _register_hooks(app: Flask) -> None:
     def finish_request(response: Response) -> Response:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers["X-Request-Id"] = request_id
+        # Browsers must not guess another type (a JSON error rendered as HTML, say).
+        response.headers["X-Content-Type-Options"] = "nosniff"
         started = g.get("started")
         latency_ms = (time.perf_counter() - started) * 1000 if started else 0.0
         # The path only: a query string can hold the API key.
@@ -296,6 +317,9 @@ def _register_error_handlers(app: Flask) -> None:
         route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
         error_body = route.error_body if route is not None else google.error_envelope
         response = json_response(error_body(error), error.status)
+        if isinstance(error, Unauthenticated):
+            # RFC 9110, section 11.6.1: a 401 names the scheme it wants.
+            response.headers["WWW-Authenticate"] = 'Bearer realm="detection"'
         if isinstance(error, PayloadTooLarge):
             # The rest of an oversized body is never read: the connection cannot be reused.
             response.headers["Connection"] = "close"
@@ -339,11 +363,17 @@ def create_app(
         config = load_config(os.environ)
     configure_logging(config.log_level)
     if detector is None:
-        registry = load_registry(config)
-    elif isinstance(detector, ModelRegistry):
-        registry = detector
+        verified = master_models.verified_weights()
+        models = ModelSlot(
+            lambda: load_registry(config, verified),
+            config.model_retry_s,
+            hidden_prefixes=(str(config.models_dir.resolve()), str(config.models_dir)),
+        )
+        # A worker whose models do not load still starts (see ModelSlot), answering 503.
+        models.try_load()
     else:
-        registry = ModelRegistry.of(detector)
+        registry = detector if isinstance(detector, ModelRegistry) else ModelRegistry.of(detector)
+        models = ModelSlot(lambda: registry, config.model_retry_s, registry=registry)
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -351,7 +381,7 @@ def create_app(
     # the body limit is the one that matters, for every input form alike.
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    app.extensions["detection_service"] = ServiceState(config=config, registry=registry)
+    app.extensions["detection_service"] = ServiceState(config=config, models=models)
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)

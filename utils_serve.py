@@ -22,6 +22,7 @@ from errors import (
     ApiError,
     ImageTooLarge,
     InvalidBase64,
+    InvalidBody,
     InvalidImage,
     InvalidJson,
     InvalidParameter,
@@ -39,28 +40,42 @@ from registry import ModelRegistry
 
 
 def read_body(stream: IO[bytes], content_length: int | None, max_bytes: int) -> bytes:
-    """Read the whole body, refusing more than `max_bytes`. A chunked body has no
-    Content-Length, and Werkzeug would silently truncate it at its limit; reading one byte
-    past the limit ourselves turns that into a 413."""
+    """Read the whole body, refusing more than `max_bytes` (413) and a body shorter than its
+    Content-Length (400: it was cut off, never processed as if complete). A chunked body has
+    no Content-Length, and Werkzeug would silently truncate it at its limit; reading one byte
+    past the limit ourselves turns that into a 413. A body the server cannot read (malformed
+    chunked framing, a connection closed mid-body) is a 400."""
     if content_length is not None and content_length > max_bytes:
         raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     received = 0
-    if content_length is not None:
-        # One read into one buffer: a raw image body is then decoded without another copy.
-        first = stream.read(content_length)
-        if len(first) == content_length:
-            return first
-        chunks.append(first)
-        received = len(first)
-    while True:
-        chunk = stream.read(min(1 << 20, max_bytes + 1 - received))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        received += len(chunk)
-        if received > max_bytes:
-            raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+    try:
+        if content_length is not None:
+            # One read into one buffer: a raw image body is then decoded without another copy.
+            first = stream.read(content_length)
+            if len(first) == content_length:
+                return first
+            chunks.append(first)
+            received = len(first)
+        while True:
+            chunk = stream.read(min(1 << 20, max_bytes + 1 - received))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > max_bytes:
+                raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+    except ApiError:
+        raise
+    except Exception as exc:  # the WSGI server's own errors (gunicorn: InvalidChunkSize, ...)
+        raise InvalidBody(
+            "the request body could not be read: malformed chunked framing or cut off",
+            detail=type(exc).__name__,
+        ) from None
+    if content_length is not None and received != content_length:
+        raise InvalidBody(
+            f"the body has {received} bytes, fewer than its Content-Length of {content_length}"
+        )
     return b"".join(chunks)
 
 
@@ -110,25 +125,52 @@ _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
 
 
+# Longer integers are out of every parameter's range; int() refuses 4,300 digits and more.
+MAX_INTEGER_DIGITS = 32
+
+
 def is_integer_text(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts characters such as "²" that int() refuses."""
-    return text.isascii() and text.isdigit()
+    """ASCII digits only: str.isdigit() also accepts characters such as "²" that int() refuses.
+    At most MAX_INTEGER_DIGITS of them, so that int() of it is always cheap and never refused."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_INTEGER_DIGITS
+
+
+def _shown(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _parameter_value(raw: Any, name: str, parameter: Parameter) -> float | int:
     # bool is an int in Python, but `true` is never a threshold.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InvalidParameter(f"{name} must be a number, got {type(raw).__name__}")
+    low, high = parameter.low, parameter.high
+    # Compared as they are: Python compares an int with a float exactly, while float() of an
+    # integer of 310 digits or more raises OverflowError.
+    if (isinstance(raw, float) and not math.isfinite(raw)) or not low <= raw <= high:
+        raise InvalidParameter(f"{name} must be between {low:g} and {high:g}, got {_shown(raw)}")
     if parameter.kind is int:
         if isinstance(raw, float) and not raw.is_integer():
             raise InvalidParameter(f"{name} must be an integer, got {raw!r}")
-        value: float | int = int(raw)
-    else:
-        value = float(raw)
-    low, high = parameter.low, parameter.high
-    if not (math.isfinite(value) and low <= value <= high):
-        raise InvalidParameter(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
-    return value
+        return int(raw)
+    return float(raw)
+
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def number_from_text(text: str, name: str) -> int | float:
+    """A parameter's text as a number: an integer literal stays an exact int (a huge one is
+    out of range, answered 400), anything else is parsed as a float."""
+    text = text.strip()
+    if _INTEGER_TEXT.fullmatch(text):
+        if len(text.lstrip("+-")) > MAX_INTEGER_DIGITS:
+            raise InvalidParameter(f"{name} is out of range, got {len(text)} digits")
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidParameter(f"{name} must be a number, got {text[:40]!r}") from None
 
 
 def params_from_strings(values: Mapping[str, str]) -> dict[str, Any]:
@@ -150,11 +192,8 @@ def params_from_strings(values: Mapping[str, str]) -> dict[str, Any]:
             text = values.get(name)
             if text is None:
                 continue
-            try:
-                number = float(text.strip())
-            except ValueError:
-                raise InvalidParameter(f"{name} must be a number, got {text[:40]!r}") from None
-            if parameter.kind is int and number.is_integer():
+            number = number_from_text(text, name)
+            if parameter.kind is int and isinstance(number, float) and number.is_integer():
                 numbers[name] = int(number)
             else:
                 numbers[name] = number
