@@ -67,13 +67,16 @@ COPY auth.py \
     errors.py \
     families.py \
     gunicorn.conf.py \
+    gunicorn_worker.py \
     image_header.py \
     image_io.py \
     manifests.py \
+    master_models.py \
     openapi.json \
     predict.py \
     registry.py \
     render.py \
+    request_body.py \
     serve_http.py \
     utils_serve.py \
     ./

@@ -137,6 +137,15 @@ class DetectionResult:
     image_height: int
     timings_ms: Mapping[str, float]
 
+    def in_full_image(self, factor: int, width: int, height: int) -> DetectionResult:
+        """This result, found on an image decoded at 1/`factor` of its size, in the pixels
+        of the full `width` x `height` image (a pixel x there is x * factor here)."""
+        boxes = self.detections.xyxy * np.float32(factor)
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+        found = Detections(boxes, self.detections.scores, self.detections.class_ids)
+        return DetectionResult(found, width, height, self.timings_ms)
+
 
 @dataclass(frozen=True)
 class ModelManifest:
@@ -180,6 +189,8 @@ class ModelInfo:
     default_params: DetectionParams = field(default_factory=DetectionParams)
     description: str = ""
     source: ModelSource = "manifest"
+    # Whether the image is fitted into the input keeping its aspect ratio (else stretched).
+    letterbox: bool = True
 
 
 @dataclass(frozen=True)

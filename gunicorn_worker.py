@@ -108,23 +108,24 @@ def error_answer(status: int, code: str, message: str) -> bytes:
 
 def protocol_error(exc: BaseException) -> tuple[int, str, str]:
     """Status, stable code and public message for an error gunicorn's parser raised; the
-    message never echoes the request's bytes (they may hold a token)."""
+    message never echoes the request's bytes (they may hold a token). The codes are those of
+    errors.py: `bad_request` for the head, `invalid_body` for the body, whatever the status."""
     table: tuple[tuple[Any, int, str, str], ...] = (
-        (gerrors.LimitRequestLine, 414, "uri_too_long", "the request line is too long"),
+        (gerrors.LimitRequestLine, 414, "bad_request", "the request line is too long"),
         (
             gerrors.LimitRequestHeaders,
             431,
-            "header_fields_too_large",
+            "bad_request",
             "the request's header fields are too large or too many",
         ),
         (
             gerrors.UnsupportedTransferCoding,
             501,
-            "unsupported_transfer_coding",
+            "bad_request",
             "unsupported Transfer-Encoding; send the body with Content-Length or chunked",
         ),
-        (gerrors.ExpectationFailed, 417, "expectation_failed", "only Expect: 100-continue"),
-        (gerrors.ForbiddenProxyRequest, 403, "forbidden", "request forbidden"),
+        (gerrors.ExpectationFailed, 417, "bad_request", "only Expect: 100-continue"),
+        (gerrors.ForbiddenProxyRequest, 403, "bad_request", "request forbidden"),
         (
             (
                 gerrors.InvalidChunkSize,
@@ -132,21 +133,21 @@ def protocol_error(exc: BaseException) -> tuple[int, str, str]:
                 gerrors.InvalidChunkExtension,
             ),
             400,
-            "invalid_chunked_body",
+            "invalid_body",
             "the chunked body is malformed",
         ),
-        (gerrors.NoMoreData, 400, "incomplete_request", "the request ended before it was whole"),
-        (gerrors.InvalidRequestLine, 400, "invalid_request_line", "the request line is malformed"),
-        (gerrors.InvalidRequestMethod, 400, "invalid_method", "the request method is malformed"),
-        (gerrors.InvalidHTTPVersion, 400, "invalid_http_version", "unsupported HTTP version"),
+        (gerrors.NoMoreData, 400, "bad_request", "the request ended before it was whole"),
+        (gerrors.InvalidRequestLine, 400, "bad_request", "the request line is malformed"),
+        (gerrors.InvalidRequestMethod, 400, "bad_request", "the request method is malformed"),
+        (gerrors.InvalidHTTPVersion, 400, "bad_request", "unsupported HTTP version"),
         (
             (gerrors.InvalidHeader, gerrors.InvalidHeaderName, gerrors.ObsoleteFolding),
             400,
-            "invalid_header",
+            "bad_request",
             "a header field is malformed or not allowed",
         ),
-        (gerrors.InvalidSchemeHeaders, 400, "invalid_header", "contradictory scheme headers"),
-        (gerrors.InvalidProxyLine, 400, "invalid_proxy_line", "the PROXY line is malformed"),
+        (gerrors.InvalidSchemeHeaders, 400, "bad_request", "contradictory scheme headers"),
+        (gerrors.InvalidProxyLine, 400, "bad_request", "the PROXY line is malformed"),
     )
     for kinds, status, code, message in table:
         if isinstance(exc, kinds):
@@ -377,12 +378,10 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
         conn.scanned = len(data)
         if end < 0 and not bare_lf:
             if len(data) > MAX_HEAD_BYTES:
-                self._answer_and_close(
-                    conn, 431, "header_fields_too_large", "the request head is too large"
-                )
+                self._answer_and_close(conn, 431, "bad_request", "the request head is too large")
             elif conn.eof:
                 self._answer_and_close(
-                    conn, 400, "incomplete_request", "the request ended before its head"
+                    conn, 400, "bad_request", "the request ended before its head"
                 )
             return False
         conn.feed.limit = end + 4 if end >= 0 and not bare_lf else len(data)
@@ -429,7 +428,7 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
                 self._answer_and_close(
                     conn,
                     400,
-                    "incomplete_body",
+                    "invalid_body",
                     "the body ended before its Content-Length or its last chunk",
                 )
             return

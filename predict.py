@@ -395,6 +395,7 @@ class Detector:
             intra_op_threads=intra_op_threads,
             description=self.manifest.description,
             source="onnx metadata" if manifest.bare else "manifest",
+            letterbox=self.preprocess.resize == "letterbox",
         )
         self.ready = False
         self._warm_up()

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import master_models
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+import master_models
 from auth import check_token, presented_token
 from config import DEFAULT_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
@@ -40,10 +40,11 @@ from errors import (
     UnknownModel,
     UnsupportedMediaType,
 )
+from image_io import PixelBudget
 from registry import DetectorLike, ModelRegistry, ModelSlot, load_registry
 from utils_serve import (
     ImageTask,
-    detect_one,
+    detect_in_full,
     input_kind,
     parse_json_body,
     read_body,
@@ -129,13 +130,15 @@ def detect_view() -> Response:
     accepted = request.accept_mimetypes.best_match(native.ACCEPTABLE)
     output = native.requested_output(request.args, accepted)
     tasks = _native_tasks(state)
-    max_pixels = state.config.max_image_pixels
+    max_pixels, max_request_pixels = state.config.max_image_pixels, state.config.max_request_pixels
     if output.kind != "json":
-        picture = native.annotated_picture(tasks, output, state.registry, max_pixels)
+        picture = native.annotated_picture(
+            tasks, output, state.registry, max_pixels, max_request_pixels
+        )
         response = Response(picture.data, mimetype=picture.mimetype)
         response.headers["X-Detection-Count"] = str(picture.detection_count)
         return response
-    outcomes = run_tasks(tasks, state.registry, max_pixels)
+    outcomes = run_tasks(tasks, state.registry, max_pixels, max_request_pixels)
     return json_response(google.responses(outcomes, state.registry, native.extras))
 
 
@@ -145,7 +148,8 @@ def google_annotate_view(project: str | None = None, location: str | None = None
     google.require_json(request.mimetype)
     limit = state.config.max_images_per_request
     tasks = google.parse_batch(parse_json_body(_body()), limit, state.registry, DetectionParams())
-    outcomes = run_tasks(tasks, state.registry, state.config.max_image_pixels)
+    config = state.config
+    outcomes = run_tasks(tasks, state.registry, config.max_image_pixels, config.max_request_pixels)
     return json_response(google.responses(outcomes, state.registry))
 
 
@@ -154,7 +158,8 @@ def deepstack_detection_view() -> Response:
     state = _state()
     deepstack.require_form(request.mimetype)
     task = deepstack.parse_task(request.files, request.form, request.args, state.registry)
-    _, result = detect_one(task, state.registry, state.config.max_image_pixels)
+    budget = PixelBudget(state.config.max_request_pixels)
+    result = detect_in_full(task, state.registry, state.config.max_image_pixels, budget)
     return json_response(deepstack.response(result, state.registry.detector(task.model).info))
 
 

@@ -10,91 +10,30 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import IO, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from detection_types import DetectionParams, DetectionResult, ImageArray
+from detection_types import DetectionParams, DetectionResult
 from errors import (
     ApiError,
     ImageTooLarge,
     InvalidBase64,
-    InvalidBody,
     InvalidImage,
-    InvalidJson,
     InvalidParameter,
     InvalidRequest,
-    PayloadTooLarge,
     TooManyImages,
     UnknownModel,
     UnsupportedFeature,
     UnsupportedMediaType,
 )
-from image_io import load_image
+from image_io import DecodedImage, Fit, PixelBudget, load_image
 from registry import ModelRegistry
-
-# --- Request bodies
-
-
-def read_body(stream: IO[bytes], content_length: int | None, max_bytes: int) -> bytes:
-    """Read the whole body, refusing more than `max_bytes` (413) and a body shorter than its
-    Content-Length (400: it was cut off, never processed as if complete). A chunked body has
-    no Content-Length, and Werkzeug would silently truncate it at its limit; reading one byte
-    past the limit ourselves turns that into a 413. A body the server cannot read (malformed
-    chunked framing, a connection closed mid-body) is a 400."""
-    if content_length is not None and content_length > max_bytes:
-        raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
-    chunks: list[bytes] = []
-    received = 0
-    try:
-        if content_length is not None:
-            # One read into one buffer: a raw image body is then decoded without another copy.
-            first = stream.read(content_length)
-            if len(first) == content_length:
-                return first
-            chunks.append(first)
-            received = len(first)
-        while True:
-            chunk = stream.read(min(1 << 20, max_bytes + 1 - received))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            received += len(chunk)
-            if received > max_bytes:
-                raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
-    except ApiError:
-        raise
-    except Exception as exc:  # the WSGI server's own errors (gunicorn: InvalidChunkSize, ...)
-        raise InvalidBody(
-            "the request body could not be read: malformed chunked framing or cut off",
-            detail=type(exc).__name__,
-        ) from None
-    if content_length is not None and received != content_length:
-        raise InvalidBody(
-            f"the body has {received} bytes, fewer than its Content-Length of {content_length}"
-        )
-    return b"".join(chunks)
-
-
-def is_json_mimetype(mimetype: str) -> bool:
-    return mimetype == "application/json" or (
-        mimetype.startswith("application/") and mimetype.endswith("+json")
-    )
-
-
-def parse_json_body(body: bytes) -> Any:
-    if not body:
-        raise InvalidJson("the request body is empty; send a JSON object")
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise InvalidJson("the JSON body is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-        raise InvalidJson("the request body is not valid JSON", detail=str(exc)) from None
-
+from request_body import is_json_mimetype as is_json_mimetype
+from request_body import parse_json_body as parse_json_body
+from request_body import read_body as read_body
 
 # --- Parameters
 
@@ -465,23 +404,48 @@ class TaskOutcome:
 
 
 def detect_one(
-    task: ImageTask, registry: ModelRegistry, max_pixels: int
-) -> tuple[ImageArray, DetectionResult]:
-    """Decode (with the pixel limit) and detect one image; raises ApiError for a bad one."""
-    image = load_image(task.image_bytes, max_pixels)
-    return image, registry.detector(task.model).detect(image, task.params)
+    task: ImageTask,
+    registry: ModelRegistry,
+    max_pixels: int,
+    budget: PixelBudget | None = None,
+    picture_side: int | None = None,
+) -> tuple[DecodedImage, DetectionResult]:
+    """Decode (with the pixel limit and the request's budget) and detect one image; raises
+    ApiError for a bad one. A JPEG is decoded at the largest reduction that still covers the
+    model's input (and `picture_side`, the longer side of a picture to draw on it); the
+    result is in the decoded image's pixels (see `DetectionResult.in_full_image`)."""
+    detector = registry.detector(task.model)
+    info = detector.info
+    fits = [Fit(info.input_width, info.input_height, info.letterbox)]
+    if picture_side is not None:
+        fits.append(Fit(picture_side, picture_side))
+    decoded = load_image(task.image_bytes, max_pixels, budget, fits)
+    return decoded, detector.detect(decoded.pixels, task.params)
+
+
+def detect_in_full(
+    task: ImageTask, registry: ModelRegistry, max_pixels: int, budget: PixelBudget
+) -> DetectionResult:
+    """`detect_one`'s result in the pixels of the full image, as the caller sent it."""
+    decoded, result = detect_one(task, registry, max_pixels, budget)
+    return result.in_full_image(decoded.factor, decoded.width, decoded.height)
 
 
 def run_tasks(
-    tasks: Iterable[ImageTask | ApiError], registry: ModelRegistry, max_pixels: int
+    tasks: Iterable[ImageTask | ApiError],
+    registry: ModelRegistry,
+    max_pixels: int,
+    max_request_pixels: int,
 ) -> list[TaskOutcome | ApiError]:
-    """Run every task in order; a failing image becomes its own error in the list."""
+    """Run every task in order; a failing image becomes its own error in the list, an image
+    past the request's pixel budget too. Results are in the full images' pixels."""
     outcomes: list[TaskOutcome | ApiError] = []
+    budget = PixelBudget(max_request_pixels)
     for task in tasks:
         try:
             if isinstance(task, ApiError):
                 raise task
-            outcomes.append(TaskOutcome(task, detect_one(task, registry, max_pixels)[1]))
+            outcomes.append(TaskOutcome(task, detect_in_full(task, registry, max_pixels, budget)))
         except ApiError as exc:
             outcomes.append(exc)
     return outcomes

@@ -38,6 +38,7 @@ STATUS_BY_HTTP: Mapping[int, tuple[str, int]] = {
     404: ("NOT_FOUND", 5),
     405: ("UNIMPLEMENTED", 12),
     406: ("INVALID_ARGUMENT", 3),
+    408: ("DEADLINE_EXCEEDED", 4),
     413: ("INVALID_ARGUMENT", 3),
     415: ("INVALID_ARGUMENT", 3),
     500: ("INTERNAL", 13),

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from detection_types import ModelInfo
 from errors import ApiError, InvalidParameter, NotAcceptable
-from image_io import MIME_TYPES, OutputFormat
+from image_io import MIME_TYPES, OutputFormat, PixelBudget
 from registry import ModelRegistry
 from render import render_annotated
 from utils_serve import ImageTask, TaskOutcome, detect_one, is_integer_text
@@ -95,8 +95,10 @@ def annotated_picture(
     output: OutputRequest,
     registry: ModelRegistry,
     max_pixels: int,
+    max_request_pixels: int,
 ) -> Picture:
-    """The single image of the request with its detections drawn on it."""
+    """The single image of the request with its detections drawn on it, drawn on a decode
+    at the size asked for (a JPEG is decoded reduced when `max_side` allows)."""
     if len(tasks) != 1:
         raise NotAcceptable(
             f"a picture can be returned for one image only, this request has {len(tasks)}: "
@@ -105,10 +107,13 @@ def annotated_picture(
     (task,) = tasks
     if isinstance(task, ApiError):
         raise task
-    image, result = detect_one(task, registry, max_pixels)
+    budget = PixelBudget(max_request_pixels)
+    decoded, result = detect_one(task, registry, max_pixels, budget, output.max_side)
     picture_format: OutputFormat = "png" if output.kind == "png" else "jpeg"
     class_names = registry.detector(task.model).info.class_names
-    data = render_annotated(image, result.detections, class_names, picture_format, output.max_side)
+    data = render_annotated(
+        decoded.pixels, result.detections, class_names, picture_format, output.max_side
+    )
     return Picture(data, MIME_TYPES[picture_format], len(result.detections))
 
 

@@ -268,7 +268,8 @@ def test_is_json_mimetype(mimetype: str, ok: bool) -> None:
 def test_load_image_decodes_real_images() -> None:
     for ext in (".png", ".jpg", ".webp", ".bmp", ".tiff"):
         image = load_image(encode_image(37, 23, ext), max_pixels=10_000)
-        assert image.shape == (23, 37, 3)
+        assert image.pixels.shape == (23, 37, 3)
+        assert (image.width, image.height, image.factor) == (37, 23, 1)
 
 
 @pytest.mark.parametrize(
