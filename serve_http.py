@@ -263,6 +263,9 @@ def _buffer_body(max_bytes: int) -> None:
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
+    # Now framed by its length: Werkzeug would otherwise cap the stream at MAX_CONTENT_LENGTH
+    # and refuse a body of exactly that many bytes, unable to tell that nothing follows.
+    environ.pop("wsgi.input_terminated", None)
     g.body = body
 
 
@@ -382,9 +385,10 @@ def create_app(
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    # Flask's defaults (500 kB per text field) would refuse a base64 photo in a form field;
-    # the body limit is the one that matters, for every input form alike.
-    app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
+    # No separate limit for form fields: the body is read whole within MAX_BODY_BYTES before
+    # the form parser sees it (_buffer_body), and Werkzeug's own check of its buffer against
+    # this setting refused a multipart body of exactly the limit.
+    app.config["MAX_FORM_MEMORY_SIZE"] = None
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.extensions["detection_service"] = ServiceState(config=config, models=models)
     _register_hooks(app)

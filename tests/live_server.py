@@ -58,8 +58,10 @@ def live_gunicorn(
     workers: int = 2,
     extra_env: Mapping[str, str] | None = None,
     ready_timeout_s: float = READY_TIMEOUT_S,
+    ready_path: str = "readyz",
 ) -> Iterator[LiveServer]:
-    """Start gunicorn with the real model; skips when the model has not been fetched."""
+    """Start gunicorn with the real model; skips when the model has not been fetched.
+    `ready_path`: the route that must answer 200 before the tests start."""
     if not (REPO_ROOT / "models" / "yolox_nano.onnx").is_file():
         pytest.skip("models/yolox_nano.onnx is missing: run `make model`")
     port = free_port()
@@ -88,7 +90,7 @@ def live_gunicorn(
             if process.poll() is not None:
                 pytest.fail(f"gunicorn exited with {process.returncode}:\n{live.log()}")
             try:
-                if requests.get(live.url + "readyz", timeout=2).status_code == 200:
+                if requests.get(live.url + ready_path, timeout=2).status_code == 200:
                     break
             except (requests.ConnectionError, requests.Timeout):
                 # Not up yet, or a worker still loading on a busy machine: ask again.
