@@ -11,14 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import cv2
-import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from config import ServiceConfig
 from errors import InvalidBody
-from image_io import Fit, jpeg_reduction
+from image_io import Fit, decode_image, jpeg_reduction
 from registry import ModelRegistry
 from request_body import read_body
 from serve_http import create_app
@@ -244,7 +243,7 @@ def _exif_oriented(jpeg: bytes, orientation: int) -> bytes:
 
 
 def _big_bus() -> bytes:
-    photo = cv2.imread(str(shared_image("bus.jpg")))
+    photo = decode_image(shared_image("bus.jpg").read_bytes())
     big = cv2.resize(photo, (3000, 4000), interpolation=cv2.INTER_CUBIC)
     ok, encoded = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
@@ -279,7 +278,7 @@ def test_a_reduced_decode_finds_what_the_full_decode_finds() -> None:
     reduced = client.post("/v1/detect", json=annotate_body(photo), headers=AUTH).get_json()
     assert reduced["responses"][0]["imageSize"] == {"width": 3000, "height": 4000}
     # The full decode's detections, as the service computed them before (no reduction).
-    full = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+    full = decode_image(photo)
     expected = detector.detect(full, detector.info.default_params).detections
     got = _boxes(reduced)
     assert len(got) == len(expected) > 0
@@ -291,10 +290,7 @@ def test_a_reduced_decode_finds_what_the_full_decode_finds() -> None:
         assert best >= 0.9, (name, xyxy, got)
     # Stored sideways with EXIF orientation 6 (show it turned 90 degrees clockwise): the
     # service sees the upright photo, in the upright size, and finds the same objects.
-    sideways = cv2.rotate(
-        cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR),
-        cv2.ROTATE_90_COUNTERCLOCKWISE,
-    )
+    sideways = cv2.rotate(decode_image(photo), cv2.ROTATE_90_COUNTERCLOCKWISE)
     ok, stored = cv2.imencode(".jpg", sideways, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
     oriented = _exif_oriented(stored.tobytes(), 6)
