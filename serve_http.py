@@ -46,6 +46,7 @@ from utils_serve import (
     ImageTask,
     detect_in_full,
     input_kind,
+    params_from_fields,
     parse_json_body,
     read_body,
     run_tasks,
@@ -117,6 +118,9 @@ def _native_tasks(state: ServiceState) -> list[ImageTask | ApiError]:
         DetectionParams(),
     )
     if kind == "json":
+        # Query parameters are the defaults of every element (a feature's own win), so they
+        # are checked like in the other forms, never silently ignored.
+        _, defaults = params_from_fields(request.args, {}, defaults, registry)
         payload = parse_json_body(_body())
         return google.parse_batch(payload, limit, registry, defaults, google.first_feature)
     if kind == "raw":
@@ -145,6 +149,7 @@ def detect_view() -> Response:
 def google_annotate_view(project: str | None = None, location: str | None = None) -> Response:
     """Google Cloud Vision's images:annotate for OBJECT_LOCALIZATION."""
     state = _state()
+    google.check_resource_ids(project=project, location=location)
     google.require_json(request.mimetype)
     limit = state.config.max_images_per_request
     tasks = google.parse_batch(parse_json_body(_body()), limit, state.registry, DetectionParams())

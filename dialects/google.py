@@ -8,6 +8,7 @@ functions here take the feature rule and the extras as arguments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -94,6 +95,17 @@ def image_status(error: ApiError) -> dict[str, Any]:
 # --- Requests
 
 
+# A project or location id in the path, as the document declares it.
+RESOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+def check_resource_ids(**ids: str | None) -> None:
+    """The path's project and location ids (accepted and otherwise ignored) must be ids."""
+    for name, value in ids.items():
+        if value is not None and not RESOURCE_ID.match(value):
+            raise InvalidRequest(f"{name} must match {RESOURCE_ID.pattern}, got {value[:70]!r}")
+
+
 def require_json(mimetype: str) -> None:
     if not is_json_mimetype(mimetype):
         raise UnsupportedMediaType(
@@ -177,6 +189,8 @@ def parse_batch(
     `feature_rule` picks the feature holding the parameters (Google's own by default)."""
     if not isinstance(payload, dict):
         raise InvalidRequest("the body must be a JSON object with a 'requests' list")
+    if "parent" in payload and not isinstance(payload["parent"], str):
+        raise InvalidRequest("parent must be a string (it is accepted and ignored)")
     elements = payload.get("requests")
     if not isinstance(elements, list):
         raise InvalidRequest("the body needs a 'requests' list")
@@ -186,6 +200,8 @@ def parse_batch(
     def read_element(element: Any) -> ImageTask:
         if not isinstance(element, dict):
             raise InvalidRequest("must be an object")
+        if "imageContext" in element and not isinstance(element["imageContext"], dict):
+            raise InvalidRequest("imageContext must be an object (it is accepted and ignored)")
         feature = feature_rule(element)
         model = registry.resolve(feature.get("model"))
         class_names = registry.detector(model).info.class_names

@@ -79,6 +79,7 @@ import serve_http
 import utils_serve
 from detection_types import DetectionParams
 from dialects import deepstack, google, native
+from manifests import COCO80_FILE, coco80_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = REPO_ROOT / "openapi.json"
@@ -221,7 +222,27 @@ def placeholders() -> dict[str, Json]:
         "score_threshold_low": number(parameter("score_threshold").low),
         "score_threshold_high": number(parameter("score_threshold").high),
         "score_threshold_default": defaults.score_threshold,
+        "default_class_names": list(default_class_names()),
+        "default_class_id_max": len(default_class_names()) - 1,
+        "default_classes_text_pattern": classes_text_pattern(default_class_names()),
     }
+
+
+def default_class_names() -> tuple[str, ...]:
+    """The default model's class names (COCO-80, models/coco80.txt)."""
+    names = coco80_names(REPO_ROOT / "models" / "yolox_nano.onnx")
+    if names is None:
+        raise BuildError(f"models/{COCO80_FILE} is missing or not 80 names")
+    return names
+
+
+def classes_text_pattern(names: Sequence[str]) -> str:
+    """`classes` as text: comma-separated names or ids, as utils_serve.parse_class_filter
+    reads them (each item stripped), in a pattern that only such text matches."""
+    # Longest first, so that "10" is tried before "1".
+    ids = sorted((str(i) for i in range(len(names))), key=len, reverse=True)
+    item = r"\s*(?:" + "|".join([*map(re.escape, names), *ids]) + r")\s*"
+    return f"^{item}(?:,{item})*$"
 
 
 def parameter(attribute: str) -> utils_serve.Parameter:
