@@ -276,14 +276,17 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
                 if exc.errno != errno.EINTR:
                     raise
                 events = []
+            listeners = []
             for key, _ in events:
                 if key.fileobj == self.PIPE[0]:
                     with contextlib.suppress(OSError):
                         os.read(self.PIPE[0], 4096)
                 elif key.data is None:
-                    self._accept(key.fileobj)
+                    listeners.append(key.fileobj)
                 else:
                     self._on_readable(key.data)
+            for listener in listeners:
+                self._accept(listener)
             self._serve_ready()
             now = time.monotonic()
             if now - last_sweep >= 0.25:
@@ -308,9 +311,17 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
                 self.selector.unregister(listener)
         self.accepting = enabled
 
+    def _waiting(self) -> int:
+        return sum(1 for c in self.connections.values() if c.state == READY)
+
     def _accept(self, listener: Any) -> None:
+        """Take new connections, but none once a request here waits to be served: a worker
+        that has work leaves new connections to the idle ones (as the sync worker does by
+        not accepting while busy). Slow clients are taken in bulk; they cost nothing."""
         assert self.selector is not None
         for _ in range(ACCEPTS_PER_WAKE):
+            if self._waiting():
+                return
             try:
                 client, addr = listener.accept()
             except OSError as exc:
@@ -328,6 +339,9 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
             conn.parser = http.get_parser(self.cfg, conn.feed, addr)
             self.connections[client.fileno()] = conn
             self.selector.register(client, selectors.EVENT_READ, conn)
+            # The request is usually there already: read it now, so that a complete one
+            # stops the accepting above.
+            self._on_readable(conn)
 
     def _on_readable(self, conn: Connection) -> None:
         try:
@@ -489,7 +503,10 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
                 if self.alive:
                     self.log.info("Autorestarting worker after current request.")
                 self.alive = False
-            if not self.alive or not self.cfg.keepalive or conn.must_close:
+            # Kept alive only while no other request waits here: a connection of a busy
+            # worker is closed after its answer, and the client's next connection goes to
+            # whichever worker is free (kept-alive connections would stay on this one).
+            if not self.alive or not self.cfg.keepalive or conn.must_close or self._waiting() > 1:
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:
