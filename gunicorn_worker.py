@@ -56,6 +56,9 @@ MAX_TRAILER_BYTES = 8190 * 32
 # does not reset it before the client has read the error answer.
 LINGER_S = 2.0
 RECV_BYTES = 256 * 1024
+# How long a stopping worker keeps its idle kept-alive connections, for a request a client may
+# already be sending on one (answered, with Connection: close).
+STOP_LINGER_S = 2.0
 ACCEPTS_PER_WAKE = 64
 
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
@@ -251,6 +254,7 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
         self.connections: dict[int, Connection] = {}
         self.accepting = False
         self.alive: bool = True
+        self.last_sweep = time.monotonic()
 
     # --- the loop
 
@@ -264,36 +268,59 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
             listener.setblocking(False)
         self._set_accepting(True)
         self.selector.register(self.PIPE[0], selectors.EVENT_READ, None)
-        last_sweep = time.monotonic()
         while self.alive:
-            self.notify()
             if self.ppid != os.getppid():
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
-            try:
-                events = self.selector.select(self._select_timeout())
-            except OSError as exc:
-                if exc.errno != errno.EINTR:
-                    raise
-                events = []
-            listeners = []
-            for key, _ in events:
-                if key.fileobj == self.PIPE[0]:
-                    with contextlib.suppress(OSError):
-                        os.read(self.PIPE[0], 4096)
-                elif key.data is None:
-                    listeners.append(key.fileobj)
-                else:
-                    self._on_readable(key.data)
-            for listener in listeners:
-                self._accept(listener)
-            self._serve_ready()
-            now = time.monotonic()
-            if now - last_sweep >= 0.25:
-                last_sweep = now
-                self._expire(now)
+            self._turn()
             self._set_accepting(len(self.connections) < self.cfg.worker_connections)
+        self._drain()
         self._shutdown()
+
+    def _turn(self) -> None:
+        """One turn of the loop: read what arrived, accept, serve what is whole, expire."""
+        assert self.selector is not None
+        self.notify()
+        try:
+            events = self.selector.select(self._select_timeout())
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                raise
+            events = []
+        listeners = []
+        for key, _ in events:
+            if key.fileobj == self.PIPE[0]:
+                with contextlib.suppress(OSError):
+                    os.read(self.PIPE[0], 4096)
+            elif key.data is None:
+                listeners.append(key.fileobj)
+            else:
+                self._on_readable(key.data)
+        for listener in listeners:
+            if self.alive:
+                self._accept(listener)
+        self._serve_ready()
+        now = time.monotonic()
+        if now - self.last_sweep >= 0.25:
+            self.last_sweep = now
+            self._expire(now)
+
+    def _drain(self) -> None:
+        """Stopping (SIGTERM, a reload, max_requests): accept nothing more, but finish the
+        requests already begun, within graceful_timeout, and give kept-alive connections a
+        moment for a request their client may be sending already (answered with close)."""
+        self._set_accepting(False)
+        now = time.monotonic()
+        deadline = now + self.cfg.graceful_timeout
+        linger = now + STOP_LINGER_S
+        for conn in self.connections.values():
+            if conn.state == IDLE:
+                conn.deadline = min(conn.deadline, linger)
+        while self.connections and time.monotonic() < deadline:
+            busy = any(c.state in (HEAD, BODY, READY) for c in self.connections.values())
+            if not busy and time.monotonic() >= linger:
+                break
+            self._turn()
 
     def _select_timeout(self) -> float:
         if any(c.state == READY for c in self.connections.values()):
@@ -302,7 +329,7 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
 
     def _set_accepting(self, enabled: bool) -> None:
         assert self.selector is not None
-        if enabled == self.accepting or not self.alive:
+        if enabled == self.accepting or (enabled and not self.alive):
             return
         for listener in self.sockets:
             if enabled:

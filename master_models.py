@@ -1,12 +1,13 @@
 """The gunicorn master's part in keeping a bad model file from stopping a running server.
 
 1. **A verified copy of the weights.** When the server starts, and after every reload whose
-   model check passed, the master reads the weights files of the models the workers load and
-   keeps in memory those whose manifest accepts their sha256. Every worker it forks loads from
-   that copy, not from the file: a file corrupted or deleted on disk under a running server
-   cannot stop a worker from coming back after a crash, a kill, a timeout or a recycle. The
-   master only reads bytes: it never creates an onnxruntime session (sessions must not exist
-   before a fork) and never imports onnxruntime or OpenCV.
+   model check passed, the master copies the weights files of the models the workers load,
+   each only when it has the sha256 that a child process found the manifest to accept, into an
+   anonymous in-memory file (memfd) that every worker it forks inherits and loads from, not
+   from the file: a file corrupted or deleted on disk under a running server cannot stop a
+   worker from coming back after a crash, a kill, a timeout or a recycle. The master itself
+   imports only the standard library (the manifests are read by the child): no onnxruntime
+   session before a fork, no numpy or OpenCV in every worker's inherited memory.
 
 2. **A reload only after a model check, off the master's loop.** On SIGHUP gunicorn starts new
    workers and stops the old ones at once. The guard installed here first loads every model in
@@ -21,6 +22,7 @@ gunicorn.conf.py calls `install(server)` from `when_ready`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -34,31 +36,57 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from config import ConfigError, load_config
-from manifests import snapshot_weights
-
 CHECK_SCRIPT = Path(__file__).resolve().parent / "scripts" / "check_models.py"
 CHECK_TIMEOUT_S = 300
-# scripts/check_models.py's last line when every model loaded, and its line per weights file.
+# scripts/check_models.py's last line when every model loaded (or, with --weights, when the
+# weights were checked), and its line per weights file.
 ALL_LOADED = "all models loaded"
-_WEIGHTS_LINE = re.compile(r"^weights (?P<sha256>[0-9a-f]{64}) (?P<path>.+)$")
+WEIGHTS_VERIFIED = "weights verified"
+_WEIGHTS_LINE = re.compile(r"^weights (?P<sha256>[0-9a-f]{64}) (?P<path>/.+)$")
 
-_verified: dict[Path, bytes] = {}
+# Resolved weights path -> the verified copy's path (/proc/self/fd/N), and the copies' fds.
+_verified: dict[Path, Path] = {}
+_copies: list[int] = []
 
 
-def verified_weights() -> Mapping[Path, bytes]:
-    """The master's verified copy (resolved path -> bytes), as inherited by a worker."""
+def verified_weights() -> Mapping[Path, Path]:
+    """The master's verified copies (resolved path -> copy), as inherited by a worker."""
     return MappingProxyType(_verified)
 
 
-def take_snapshot(environ: Mapping[str, str]) -> dict[Path, bytes]:
-    config = load_config(environ)
-    return snapshot_weights(config.models_dir, config.models or None)
+def copy_verified(lines: Sequence[str]) -> tuple[dict[Path, Path], list[int], list[str]]:
+    """For each `weights <sha256> <path>` line of a check: the file copied into a memfd when
+    it still has that sha256. Returns the copies, their fds, and what was left out, why."""
+    copies: dict[Path, Path] = {}
+    fds: list[int] = []
+    problems: list[str] = []
+    for match in filter(None, map(_WEIGHTS_LINE.match, lines)):
+        path = Path(match["path"])
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{path.name}: {exc.strerror}")
+            continue
+        if hashlib.sha256(data).hexdigest() != match["sha256"]:
+            problems.append(f"{path.name} changed after the model check")
+            continue
+        fd = os.memfd_create(f"verified-{path.name}", 0)  # inherited by the workers
+        with os.fdopen(os.dup(fd), "wb") as copy:
+            copy.write(data)
+        fds.append(fd)
+        copies[path] = Path(f"/proc/self/fd/{fd}")
+    return copies, fds, problems
 
 
-def _install_weights(snapshot: Mapping[Path, bytes]) -> None:
+def _install_copies(copies: Mapping[Path, Path], fds: Sequence[int]) -> None:
+    """The new copies for the workers forked from now on; the old ones are closed here (the
+    workers that loaded them keep their own descriptors until they exit)."""
+    for fd in _copies:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     _verified.clear()
-    _verified.update(snapshot)
+    _verified.update(copies)
+    _copies[:] = fds
 
 
 @dataclass(frozen=True)
@@ -128,36 +156,44 @@ class ReloadGuard:
             reason = result.stderr.strip().splitlines()[-1:] or ["the model check printed nothing"]
             self.server.log.error(refused, reason[0])
             return
-        try:
-            snapshot = take_snapshot(os.environ)
-        except ConfigError as exc:
-            self.server.log.error(refused, exc)
+        copies, fds, problems = copy_verified(lines)
+        if problems:
+            for fd in fds:
+                os.close(fd)
+            self.server.log.error(refused, "; ".join(problems))
             return
-        checked = [m for m in map(_WEIGHTS_LINE.match, lines) if m is not None]
-        for match in checked:
-            data = snapshot.get(Path(match["path"]))
-            if data is None or hashlib.sha256(data).hexdigest() != match["sha256"]:
-                self.server.log.error(
-                    refused, f"{Path(match['path']).name} changed after the model check"
-                )
-                return
-        _install_weights(snapshot)
+        _install_copies(copies, fds)
         summary = [line for line in lines[:-1] if line.startswith("ok:")]
         self.server.log.info("models checked, reloading: %s", " | ".join(summary))
         self.reload_workers()
 
 
 def install(server: Any) -> None:
-    """From gunicorn's `when_ready`: take the first verified copy, guard every reload."""
+    """From gunicorn's `when_ready`: the first verified copy, from a child that checks the
+    weights against the manifests (a second or so, before the first workers); then every
+    reload is guarded."""
     try:
-        snapshot = take_snapshot(os.environ)
-    except ConfigError as exc:
-        # The workers will say so too, and stop the server: a misconfiguration fails at start.
-        server.log.error("no verified copy of the weights: %s", exc)
-        snapshot = {}
-    _install_weights(snapshot)
+        checked = subprocess.run(
+            [sys.executable, str(CHECK_SCRIPT), "--weights"],
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+            check=False,
+        )
+        lines = checked.stdout.strip().splitlines()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        lines = [f"error: {exc}"]
+    if not lines or lines[-1] != WEIGHTS_VERIFIED:
+        # The workers will load from the files and say what is wrong.
+        reason = (checked.stderr.strip().splitlines() or lines or ["no output"])[-1]
+        server.log.error("no verified copy of the weights: %s", reason)
+        lines = []
+    copies, fds, problems = copy_verified(lines)
+    for problem in problems:
+        server.log.error("no verified copy of %s", problem)
+    _install_copies(copies, fds)
     server.log.info(
         "verified copy of the weights for the workers: %s",
-        ", ".join(f"{path.name} ({len(data)} bytes)" for path, data in snapshot.items()) or "none",
+        ", ".join(path.name for path in copies) or "none",
     )
     server.reload = ReloadGuard(server)

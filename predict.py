@@ -21,7 +21,6 @@ detection_types, and predict -> image_io; none of them imports anything of HTTP)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -300,18 +299,19 @@ class Detector:
         manifest: ModelManifest,
         model_path: Path,
         intra_op_threads: int = 1,
-        weights: bytes | None = None,
+        source: Path | None = None,
     ):
-        """`weights`: the file's bytes as read and verified before (the gunicorn master's
-        copy, see master_models.py); then the file itself is not read again."""
+        """`source`: where to read the weights from instead of `model_path` (the gunicorn
+        master's verified copy, see master_models.py); `model_path` still names them."""
         if intra_op_threads < 1:
             raise ModelLoadError("intra_op_threads must be at least 1")
         named = None if manifest.family is None else _family_named(manifest.family, manifest.name)
-        if weights is None and not model_path.is_file():
+        read_from = model_path if source is None else source
+        if not read_from.is_file():
             raise ModelFileMissingError(
                 f"model file {model_path} is missing: run `make model` to fetch and verify it"
             )
-        sha256 = file_sha256(model_path) if weights is None else hashlib.sha256(weights).hexdigest()
+        sha256 = file_sha256(read_from)
         if manifest.sha256 and sha256 not in manifest.sha256:
             raise ModelLoadError(
                 f"model file {model_path} has sha256 {sha256}, which the manifest does not "
@@ -319,7 +319,7 @@ class Detector:
             )
         try:
             session = ort.InferenceSession(
-                str(model_path) if weights is None else weights,
+                str(read_from),
                 sess_options=_session_options(intra_op_threads),
                 providers=["CPUExecutionProvider"],
             )
@@ -534,10 +534,10 @@ def load_model(models_dir: Path, name: str, intra_op_threads: int = 1) -> Detect
 
 
 def load_discovered(
-    path: Path, intra_op_threads: int = 1, verified: Mapping[Path, bytes] | None = None
+    path: Path, intra_op_threads: int = 1, verified: Mapping[Path, Path] | None = None
 ) -> Detector:
     """Load a model from what `discover_models` found for it (see `weights_file`); from the
-    bytes in `verified` when it holds the weights file's, else from the file."""
+    copy `verified` names for the weights file (resolved path -> the copy), else the file."""
     manifest, weights = weights_file(path)
     held = (verified or {}).get(weights.resolve())
     detector = Detector(manifest, weights, intra_op_threads, held)

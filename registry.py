@@ -78,10 +78,11 @@ class ModelRegistry:
 
 
 def load_registry(
-    config: ServiceConfig, verified: Mapping[Path, bytes] | None = None
+    config: ServiceConfig, verified: Mapping[Path, Path] | None = None
 ) -> ModelRegistry:
     """Load the configured models (all with weights present, by default), each once; the
-    weights from `verified` (resolved path -> bytes, see `snapshot_weights`) where it has them.
+    weights from the verified copies `verified` names (resolved path -> copy, see
+    master_models.py) where it has them.
 
     A model named in MODELS must load; without MODELS, a manifest whose weights have not been
     fetched is skipped with a warning, so that `make run` serves the default model alone.

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-import master_models
 from master_models import ALL_LOADED, ReloadGuard
 
 # Bounds against hangs only.
@@ -71,12 +70,10 @@ def _check_waiting_for(release: Path, last_line: str) -> list[str]:
 def test_the_check_runs_off_the_loop_and_decides_the_reload(
     tmp_path: Path,
     hangup: threading.Event,
-    monkeypatch: pytest.MonkeyPatch,
     last_line: str,
     reloads: int,
     logged: str,
 ) -> None:
-    monkeypatch.setattr(master_models, "take_snapshot", lambda environ: {})
     server = _Server()
     release = tmp_path / "release"
     guard = ReloadGuard(server, _check_waiting_for(release, last_line), timeout_s=WAIT_S)
