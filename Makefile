@@ -26,6 +26,8 @@ UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --python-
 lock: $(STAMP)
 	$(UV_COMPILE) requirements-dev.txt -o requirements-dev.lock
 	$(UV_COMPILE) requirements.txt -c requirements-dev.lock -o requirements.lock
+	$(UV_COMPILE) benchmarks/peers/requirements.txt -c requirements.lock \
+		-o benchmarks/peers/requirements.lock
 
 model: $(STAMP)
 	$(BIN)/python scripts/fetch_model.py yolox_nano

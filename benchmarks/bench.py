@@ -69,7 +69,8 @@ from benchmarks.servers import (
 
 SHARED_IMAGES = REPO_ROOT.parent / "shared" / "images"
 PEERS_VENV = REPO_ROOT / "benchmarks" / ".venv-peers"
-PEERS_REQUIREMENTS = REPO_ROOT / "benchmarks" / "peers" / "requirements.txt"
+# Installed from its lock (`make lock` writes it, constrained by the service's runtime lock).
+PEERS_REQUIREMENTS = REPO_ROOT / "benchmarks" / "peers" / "requirements.lock"
 MODEL_NAME = "yolox_nano"
 # The targets.
 CPU_RATIO_MAX = 1.10
@@ -413,6 +414,7 @@ def peers_python() -> Path:
                 "install",
                 "--disable-pip-version-check",
                 "-q",
+                "--require-hashes",
                 "-r",
                 str(PEERS_REQUIREMENTS),
             ],

@@ -306,10 +306,15 @@ REQUIREMENT_LOCKS = [
     pytest.param("requirements.txt", "requirements.lock", id="runtime"),
     pytest.param("requirements-dev.txt", "requirements-dev.lock", id="dev"),
     pytest.param("client/requirements.txt", "requirements-dev.lock", id="client"),
+    # The bench's FastAPI peer, in a venv of its own (never the service's, never the image).
+    pytest.param(
+        "benchmarks/peers/requirements.txt", "benchmarks/peers/requirements.lock", id="peers"
+    ),
 ]
 LOCKS = [
     pytest.param("requirements.lock", id="runtime"),
     pytest.param("requirements-dev.lock", id="dev"),
+    pytest.param("benchmarks/peers/requirements.lock", id="peers"),
 ]
 _PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 
