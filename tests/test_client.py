@@ -6,8 +6,6 @@ import base64
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +17,8 @@ import pytest
 import requests
 
 from client.send2api import ApiError, build_payload, main, send2api
+from tests.helpers import run_python
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-test-token"
 DEFAULT_FEATURES = {
     "score_th": 0.35,
@@ -684,15 +682,7 @@ def test_cli_as_module_end_to_end(server: FakeServer, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["API_TOKEN"] = TOKEN
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "client.send2api", str(img), "--url", server.url],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_python("-m", "client.send2api", str(img), "--url", server.url, env=env)
 
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == OK_BODY

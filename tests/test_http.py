@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from config import ServiceConfig
 from serve_http import create_app
-from tests.conftest import (
+from tests.helpers import (
     AUTH,
     SECOND_TOKEN,
     TOKEN,

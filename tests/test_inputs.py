@@ -19,7 +19,7 @@ from werkzeug.test import encode_multipart
 
 from config import ServiceConfig
 from serve_http import create_app
-from tests.conftest import AUTH, TOKEN, FakeDetector, encode_image
+from tests.helpers import AUTH, TOKEN, FakeDetector, encode_image
 
 ROUTES = ["/", "/v1/detect"]
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from config import DEFAULT_MAX_BODY_BYTES
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import validate_kubernetes

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from config import ServiceConfig
 from registry import ModelRegistry
 from serve_http import create_app
-from tests.conftest import AUTH, FakeDetector, encode_image
+from tests.helpers import AUTH, FakeDetector, encode_image
 
 IMAGE = encode_image(100, 100)
 B64 = base64.b64encode(IMAGE).decode()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, ServiceConfig, load_config
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT, model_weights, run_python
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import fetch_model
@@ -82,20 +82,19 @@ def test_config_errors_name_the_variable(environ: dict[str, str], named: str) ->
 
 def _gunicorn_check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"API_TOKENS", "AUTH_DISABLED"}}
-    return subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--check-config", "-c", "gunicorn.conf.py"],
-        cwd=REPO_ROOT,
+    return run_python(
+        "-m",
+        "gunicorn",
+        "--check-config",
+        "-c",
+        "gunicorn.conf.py",
         env={**env, **environ},
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
 
 
 def test_gunicorn_check_config() -> None:
-    if not (REPO_ROOT / "models" / "yolox_nano.onnx").is_file():
-        pytest.skip("models/yolox_nano.onnx is missing: run `make model`")
+    model_weights("yolox_nano")
     completed = _gunicorn_check({"API_TOKENS": "check-token"})
     assert completed.returncode == 0, completed.stdout + completed.stderr
 

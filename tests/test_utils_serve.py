@@ -21,7 +21,7 @@ from errors import (
     Unauthenticated,
 )
 from image_io import load_image
-from tests.conftest import encode_image
+from tests.helpers import encode_image
 from utils_serve import (
     decode_base64,
     is_json_mimetype,
