@@ -230,3 +230,10 @@ def test_load_manifest_unreadable(tmp_path: Path, content: bytes, message: str) 
 def test_load_manifest_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="cannot read model manifest"):
         manifests.load_manifest(tmp_path / "absent.json")
+
+
+def test_shipped_manifests_are_valid() -> None:
+    for path in sorted(MODELS_DIR.glob("*.json")):
+        manifest = manifests.load_manifest(path)
+        assert len(manifest.class_names) == 80
+        assert manifest.sha256, path

@@ -1,15 +1,14 @@
-"""Configuration, gunicorn settings, model fetching and the module layout."""
+"""Configuration, gunicorn settings, model fetching and the dependency pins (the module layout
+is in tests/test_layout.py)."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import pytest
@@ -192,125 +191,6 @@ def test_fetch_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "error:" in capsys.readouterr().err
 
 
-def test_shipped_manifests_are_valid() -> None:
-    from manifests import load_manifest
-
-    for path in sorted((REPO_ROOT / "models").glob("*.json")):
-        manifest = load_manifest(path)
-        assert len(manifest.class_names) == 80
-        assert manifest.sha256, path
-
-
-# ------------------------------------------------------------------------------- layout
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-# What no detection module may import: HTTP, and the service modules that sit above predict.
-ABOVE_PREDICT = frozenset({"flask", "werkzeug", "utils_serve", "serve_http", "config", "render"})
-
-
-@pytest.mark.parametrize(
-    ("module", "forbidden"),
-    [
-        # predict knows nothing of HTTP or of the modules above it
-        ("predict.py", ABOVE_PREDICT),
-        # below predict: manifests -> families -> detection_types, never back up; only predict
-        # imports cv2, after it has set OPENCV_IO_MAX_IMAGE_PIXELS
-        ("manifests.py", {*ABOVE_PREDICT, "predict", "cv2"}),
-        ("families.py", {*ABOVE_PREDICT, "predict", "manifests", "cv2"}),
-        ("detection_types.py", {*ABOVE_PREDICT, "predict", "manifests", "families", "cv2"}),
-        # the wire edge never reaches up to the app
-        ("utils_serve.py", {"serve_http", "flask"}),
-        # the client is standalone: requests and the standard library only
-        ("client/send2api.py", {"predict", "utils_serve", "serve_http", "config", "flask"}),
-    ],
-)
-def test_imports_flow_one_way(module: str, forbidden: AbstractSet[str]) -> None:
-    assert not _imports(REPO_ROOT / module) & forbidden
-
-
-def test_modules_import_cleanly() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-c", "import serve_http, utils_serve, predict, client.send2api"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-
-
-def test_modules_below_predict_import_alone_without_cv2() -> None:
-    # Each on its own, in a fresh interpreter; none of them may pull in cv2 (through any import
-    # chain), as cv2 must first be imported by predict, after OPENCV_IO_MAX_IMAGE_PIXELS is set.
-    for module in ("detection_types", "families", "manifests"):
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"import sys, {module}; sys.exit('cv2' in sys.modules and 'cv2 imported')",
-            ],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert completed.returncode == 0, f"{module}: {completed.stderr}"
-
-
-def _dockerfile() -> str:
-    """The Dockerfile with its continuation lines joined."""
-    return (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-
-
-def _copied_into_image() -> set[str]:
-    """The files of the Dockerfile's one COPY of the service's modules."""
-    copy = next(
-        line for line in _dockerfile().splitlines() if line.startswith("COPY serve_http.py ")
-    )
-    return set(copy.split()[1:-1])
-
-
-def test_image_copies_every_module_the_service_imports() -> None:
-    # The Dockerfile copies the service's modules one by one: a module split off (or newly
-    # imported) and not copied would only fail when the container starts.
-    text = _dockerfile()
-    copied = _copied_into_image()
-    needed: set[str] = set()
-    todo = ["serve_http"]
-    while todo:
-        module = todo.pop()
-        package = REPO_ROOT / module
-        if module in needed:
-            continue
-        if (package / "__init__.py").is_file():
-            # A package is copied whole; its modules' imports count too.
-            needed.add(f"{module}/")
-            todo.extend(i for f in package.glob("*.py") for i in _imports(f))
-        elif (REPO_ROOT / f"{module}.py").is_file():
-            needed.add(f"{module}.py")
-            todo.extend(_imports(REPO_ROOT / f"{module}.py"))
-    packages = {n for n in needed if n.endswith("/")}
-    assert {n for n in needed if n.endswith(".py")} <= copied
-    for package_dir in packages:
-        assert f"COPY {package_dir} {package_dir}" in text
-    # Files read at run time, not imported: the OpenAPI document and the reload's model check.
-    assert {"gunicorn.conf.py", "openapi.json"} <= copied
-    assert "COPY scripts/ scripts/" in text
-
-
 # ------------------------------------------------------------------------------- dependencies
 
 # Each requirements file pins the direct dependencies; its lock (`make lock`) pins the whole tree
@@ -412,12 +292,9 @@ def test_runtime_lock_agrees_with_dev_lock() -> None:
 
 
 def test_service_does_not_need_requests() -> None:
-    # requests is the client's dependency (client/requirements.txt): the image has none, and no
-    # module it runs imports it.
+    # requests is the client's dependency (client/requirements.txt): the image has none (and
+    # tests/test_layout.py checks that no module it runs imports it).
     assert "requests" not in _lock(REPO_ROOT / "requirements.lock")
-    copied = sorted(name for name in _copied_into_image() if name.endswith(".py"))
-    assert copied
-    assert not [name for name in copied if "requests" in _imports(REPO_ROOT / name)]
 
 
 @pytest.mark.parametrize(
