@@ -11,15 +11,21 @@ from errors import Unauthenticated
 @pytest.mark.parametrize(
     ("headers", "query", "expected"),
     [
-        ({}, {}, None),  # nothing
-        ({"X-Api-Token": "a"}, {}, "a"),  # our header
-        ({"Authorization": "Bearer  b "}, {}, "b"),  # bearer, spaces trimmed
-        ({"Authorization": "bearer c"}, {}, "c"),  # the scheme is case-insensitive
-        ({"Authorization": "Basic d"}, {}, None),  # not a bearer token
-        ({"Authorization": "Bearer "}, {}, None),  # empty bearer
-        ({"x-goog-api-key": "e"}, {}, "e"),  # Google's header
-        ({}, {"key": "f"}, "f"),  # Google's query parameter
-        ({"X-Api-Token": "g"}, {"key": "h"}, "g"),  # a header wins over the query
+        pytest.param({}, {}, None, id="nothing"),
+        pytest.param({"X-Api-Token": "a"}, {}, "a", id="our-header"),
+        # bearer, spaces trimmed
+        pytest.param({"Authorization": "Bearer  b "}, {}, "b", id="bearer-trimmed"),
+        # the scheme is case-insensitive
+        pytest.param({"Authorization": "bearer c"}, {}, "c", id="bearer-any-case"),
+        # not a bearer token
+        pytest.param({"Authorization": "Basic d"}, {}, None, id="basic-is-not-bearer"),
+        pytest.param({"Authorization": "Bearer "}, {}, None, id="empty-bearer"),
+        # Google's header
+        pytest.param({"x-goog-api-key": "e"}, {}, "e", id="google-header"),
+        # Google's query parameter
+        pytest.param({}, {"key": "f"}, "f", id="google-query-key"),
+        # a header wins over the query
+        pytest.param({"X-Api-Token": "g"}, {"key": "h"}, "g", id="header-wins-over-query"),
     ],
 )
 def test_presented_token(
@@ -31,14 +37,17 @@ def test_presented_token(
 @pytest.mark.parametrize(
     ("presented", "ok"),
     [
-        (None, False),  # missing
-        ("", False),  # empty
-        ("wrong", False),  # wrong
-        ("one", True),  # first token
-        ("two", True),  # second token (rotation)
-        ("one ", False),  # no trimming at comparison time
-        ("\u00f6ne", False),  # non-ASCII: must not raise TypeError
-        ("\udcff", False),  # a lone surrogate from a badly decoded header
+        pytest.param(None, False, id="missing"),
+        pytest.param("", False, id="empty"),
+        pytest.param("wrong", False, id="wrong"),
+        pytest.param("one", True, id="first-token"),
+        pytest.param("two", True, id="second-token-rotation"),
+        # no trimming at comparison time
+        pytest.param("one ", False, id="not-trimmed"),
+        # non-ASCII: must not raise TypeError
+        pytest.param("\u00f6ne", False, id="non-ascii"),
+        # a lone surrogate from a badly decoded header
+        pytest.param("\udcff", False, id="lone-surrogate"),
     ],
 )
 def test_check_token(presented: str | None, ok: bool) -> None:

@@ -40,7 +40,14 @@ def test_native_zero_max_results_is_honoured() -> None:
 # ------------------------------------------------------------------------------- native
 
 
-@pytest.mark.parametrize("text", ["\u00b2", "\u0661", "1\u00b2"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("\u00b2", id="superscript-two"),
+        pytest.param("\u0661", id="arabic-indic-one"),
+        pytest.param("1\u00b2", id="digit-and-superscript"),
+    ],
+)
 def test_non_ascii_digits_are_not_a_max_side(text: str) -> None:
     # str.isdigit() accepts these, int() does not: they must be a 400, never a 500.
     with pytest.raises(InvalidParameter):

@@ -123,7 +123,9 @@ def test_google_client_wrong_key(server: LiveServer) -> None:
         client.object_localization(image=vision.Image(content=b"x"))
 
 
-@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    "chunked", [pytest.param(False, id="content-length"), pytest.param(True, id="chunked")]
+)
 def test_20_mb_body_is_413(server: LiveServer, chunked: bool) -> None:
     blob = b" " * (20 * 1024 * 1024)
     data: Any = blob
@@ -143,11 +145,30 @@ def test_20_mb_body_is_413(server: LiveServer, chunked: bool) -> None:
 @pytest.mark.parametrize(
     ("headers", "data", "status"),
     [
-        ({"Content-Type": "application/json"}, b'{"requests": []}', 401),
-        ({"X-Api-Token": TOKEN, "Content-Type": "application/json"}, b"{oops", 400),
-        ({"X-Api-Token": TOKEN, "Content-Type": "application/json"}, b"[" * 200_000, 400),
-        ({"X-Api-Token": "t\u00f6ken".encode().decode("latin-1")}, b"{}", 401),
-        ({"X-Api-Token": TOKEN, "Content-Type": "text/plain"}, b"{}", 415),
+        pytest.param(
+            {"Content-Type": "application/json"}, b'{"requests": []}', 401, id="no-token-401"
+        ),
+        pytest.param(
+            {"X-Api-Token": TOKEN, "Content-Type": "application/json"},
+            b"{oops",
+            400,
+            id="broken-json-400",
+        ),
+        pytest.param(
+            {"X-Api-Token": TOKEN, "Content-Type": "application/json"},
+            b"[" * 200_000,
+            400,
+            id="json-nested-too-deep-400",
+        ),
+        pytest.param(
+            {"X-Api-Token": "t\u00f6ken".encode().decode("latin-1")},
+            b"{}",
+            401,
+            id="non-ascii-token-401",
+        ),
+        pytest.param(
+            {"X-Api-Token": TOKEN, "Content-Type": "text/plain"}, b"{}", 415, id="text-plain-415"
+        ),
     ],
 )
 def test_bad_input_over_http(

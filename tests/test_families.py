@@ -1136,7 +1136,13 @@ def test_missing_weights_have_their_own_error(models_dir: Path) -> None:
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize(("name", "family"), [("yolox_nano", "yolox"), ("nanodet_m_416", "gfl")])
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        pytest.param("yolox_nano", "yolox", id="yolox_nano"),
+        pytest.param("nanodet_m_416", "gfl", id="nanodet_m_416"),
+    ],
+)
 def test_real_models_without_their_manifests(models_dir: Path, name: str, family: str) -> None:
     # The bare .onnx files are recognised from their shapes and, with the family's default
     # pre-processing and COCO-80, answer exactly as with their manifests.

@@ -31,7 +31,14 @@ def test_decode_png_round_trips_exactly() -> None:
     np.testing.assert_array_equal(decoded, image)
 
 
-@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(bytes, id="bytes"),
+        pytest.param(bytearray, id="bytearray"),
+        pytest.param(memoryview, id="memoryview"),
+    ],
+)
 def test_decode_accepts_bytes_like(kind: type) -> None:
     image = textured_image(8, 9)
     decoded = image_io.decode_image(kind(encode_array(image, ".png")))
@@ -114,10 +121,10 @@ def test_load_image_decodes_real_images() -> None:
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        (b"", InvalidImage),  # empty
-        (b"GIF89a" + b"\0" * 20, InvalidImage),  # unsupported format
-        (random_image(64, 64, ".jpg")[:200], InvalidImage),  # truncated JPEG
-        (random_image(101, 100), ImageTooLarge),  # over the pixel limit
+        pytest.param(b"", InvalidImage, id="empty"),
+        pytest.param(b"GIF89a" + b"\0" * 20, InvalidImage, id="unsupported-format"),
+        pytest.param(random_image(64, 64, ".jpg")[:200], InvalidImage, id="truncated-jpeg"),
+        pytest.param(random_image(101, 100), ImageTooLarge, id="over-the-pixel-limit"),
     ],
 )
 def test_load_image_errors(data: bytes, error: type[Exception]) -> None:
@@ -131,16 +138,16 @@ def test_load_image_errors(data: bytes, error: type[Exception]) -> None:
 @pytest.mark.parametrize(
     ("shape", "max_side", "expected"),
     [
-        ((100, 200), 50, (25, 50)),
-        ((200, 100), 50, (50, 25)),
-        ((3000, 4000), 1024, (768, 1024)),
-        ((333, 500), 100, (67, 100)),
-        ((1000, 1), 10, (10, 1)),
-        ((1, 1000), 10, (1, 10)),
-        ((500, 500), 1, (1, 1)),
-        ((480, 640), 640, (480, 640)),
-        ((480, 640), 5000, (480, 640)),
-        ((480, 640), None, (480, 640)),
+        pytest.param((100, 200), 50, (25, 50), id="wide-halved"),
+        pytest.param((200, 100), 50, (50, 25), id="tall-halved"),
+        pytest.param((3000, 4000), 1024, (768, 1024), id="photo-to-1024"),
+        pytest.param((333, 500), 100, (67, 100), id="rounded-side"),
+        pytest.param((1000, 1), 10, (10, 1), id="one-pixel-wide"),
+        pytest.param((1, 1000), 10, (1, 10), id="one-pixel-high"),
+        pytest.param((500, 500), 1, (1, 1), id="down-to-1x1"),
+        pytest.param((480, 640), 640, (480, 640), id="at-the-limit"),
+        pytest.param((480, 640), 5000, (480, 640), id="under-the-limit"),
+        pytest.param((480, 640), None, (480, 640), id="no-limit"),
     ],
 )
 def test_downscale(shape: tuple[int, int], max_side: int | None, expected: tuple[int, int]) -> None:
@@ -160,7 +167,7 @@ def test_downscale_averages_pixels() -> None:
     assert np.all(downscale(image, 2) == 100)
 
 
-@pytest.mark.parametrize("max_side", [0, -5])
+@pytest.mark.parametrize("max_side", [pytest.param(0, id="zero"), pytest.param(-5, id="negative")])
 def test_downscale_rejects_a_non_positive_limit(max_side: int) -> None:
     with pytest.raises(ValueError, match="max_side"):
         downscale(flat(10, 10), max_side)
@@ -178,7 +185,10 @@ def gradient(height: int, width: int) -> ImageArray:
 
 @pytest.mark.parametrize(
     ("fmt", "signature", "max_error"),
-    [("png", PNG_SIGNATURE, 0.0), ("jpeg", JPEG_SIGNATURE, 4.0)],
+    [
+        pytest.param("png", PNG_SIGNATURE, 0.0, id="png-lossless"),
+        pytest.param("jpeg", JPEG_SIGNATURE, 4.0, id="jpeg-lossy"),
+    ],
 )
 def test_encode_round_trip(fmt: OutputFormat, signature: bytes, max_error: float) -> None:
     image = gradient(60, 80)
@@ -194,7 +204,7 @@ def test_jpeg_quality_is_applied() -> None:
     assert len(encode_image(image, "jpeg", 20)) < len(encode_image(image, "jpeg", 95))
 
 
-@pytest.mark.parametrize("quality", [0, 101])
+@pytest.mark.parametrize("quality", [pytest.param(0, id="zero"), pytest.param(101, id="above-100")])
 def test_jpeg_quality_out_of_range(quality: int) -> None:
     with pytest.raises(ValueError, match="jpeg_quality"):
         encode_image(flat(4, 4), "jpeg", quality)

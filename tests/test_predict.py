@@ -334,7 +334,11 @@ FILTER_INPUT = dets(
     ("params", "expected_ids"),
     [
         # 10% of each side: exactly-10% kept (>=), the two just under dropped, sorted by score.
-        pytest.param(DetectionParams(min_width_fraction=0.1, min_height_fraction=0.1), [1, 0]),
+        pytest.param(
+            DetectionParams(min_width_fraction=0.1, min_height_fraction=0.1),
+            [1, 0],
+            id="ten-percent-each-side",
+        ),
         # Only a width limit.
         pytest.param(
             DetectionParams(min_width_fraction=0.1, min_height_fraction=0.0), [1, 3, 0], id="w"
@@ -374,7 +378,11 @@ FILTER_INPUT = dets(
             id="max-large",
         ),
         # The whole image as minimum: nothing is that big.
-        pytest.param(DetectionParams(min_width_fraction=1.0, min_height_fraction=1.0), []),
+        pytest.param(
+            DetectionParams(min_width_fraction=1.0, min_height_fraction=1.0),
+            [],
+            id="whole-image-minimum",
+        ),
     ],
 )
 def test_filter_detections(params: DetectionParams, expected_ids: list[int]) -> None:

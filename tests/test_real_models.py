@@ -251,7 +251,11 @@ def test_sample_images(
 
 @pytest.mark.parametrize(
     ("file", "name"),
-    [("astronaut.png", "person"), ("chelsea.png", "cat"), ("coffee.png", "cup")],
+    [
+        pytest.param("astronaut.png", "person", id="astronaut-person"),
+        pytest.param("chelsea.png", "cat", id="chelsea-cat"),
+        pytest.param("coffee.png", "cup", id="coffee-cup"),
+    ],
 )
 def test_sample_images_best_answer(any_model: Detector, file: str, name: str) -> None:
     # The main subject is the best-scoring detection for both families.

@@ -192,11 +192,12 @@ def test_class_colours_are_deterministic_and_distinct() -> None:
 @pytest.mark.parametrize(
     ("background", "expected"),
     [
-        ((255, 255, 255), render.BLACK),
-        ((0, 0, 0), render.WHITE),
-        ((0, 255, 255), render.BLACK),  # yellow (BGR)
-        ((128, 0, 0), render.WHITE),  # dark blue
-        ((0, 200, 0), render.BLACK),  # green
+        pytest.param((255, 255, 255), render.BLACK, id="white-tag-black-text"),
+        pytest.param((0, 0, 0), render.WHITE, id="black-tag-white-text"),
+        # yellow (BGR)
+        pytest.param((0, 255, 255), render.BLACK, id="yellow"),
+        pytest.param((128, 0, 0), render.WHITE, id="dark-blue"),
+        pytest.param((0, 200, 0), render.BLACK, id="green"),
     ],
 )
 def test_text_colour_contrasts_with_the_tag(
@@ -208,17 +209,19 @@ def test_text_colour_contrasts_with_the_tag(
 @pytest.mark.parametrize(
     ("class_id", "score", "expected"),
     [
-        (3, 0.856, "dog 0.86"),
-        (0, 1.0, "person 1.00"),
-        (9, 0.5, "9 0.50"),
-        (-1, 0.25, "-1 0.25"),
+        pytest.param(3, 0.856, "dog 0.86", id="dog"),
+        pytest.param(0, 1.0, "person 1.00", id="person-full-score"),
+        pytest.param(9, 0.5, "9 0.50", id="id-past-the-names"),
+        pytest.param(-1, 0.25, "-1 0.25", id="negative-id"),
     ],
 )
 def test_label_text(class_id: int, score: float, expected: str) -> None:
     assert format_label(class_id, score, NAMES) == expected
 
 
-@pytest.mark.parametrize("best_first", [True, False])
+@pytest.mark.parametrize(
+    "best_first", [pytest.param(True, id="best-first"), pytest.param(False, id="best-last")]
+)
 def test_best_detection_is_drawn_on_top(best_first: bool) -> None:
     box = [40, 60, 160, 160]
     rows = [([*box], 0.9, 0), ([*box], 0.4, 1)]
@@ -250,11 +253,11 @@ def test_non_contiguous_input_is_drawn_on_a_copy() -> None:
 @pytest.mark.parametrize(
     ("fmt", "max_side", "expected_shape"),
     [
-        ("png", None, (300, 400, 3)),
-        ("jpeg", None, (300, 400, 3)),
-        ("png", 200, (150, 200, 3)),
-        ("jpeg", 100, (75, 100, 3)),
-        ("png", 1000, (300, 400, 3)),
+        pytest.param("png", None, (300, 400, 3), id="png"),
+        pytest.param("jpeg", None, (300, 400, 3), id="jpeg"),
+        pytest.param("png", 200, (150, 200, 3), id="png-downscaled"),
+        pytest.param("jpeg", 100, (75, 100, 3), id="jpeg-downscaled"),
+        pytest.param("png", 1000, (300, 400, 3), id="png-limit-above-size"),
     ],
 )
 def test_render_annotated(

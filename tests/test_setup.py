@@ -60,15 +60,34 @@ def test_config_reads_every_variable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("environ", "named"),
     [
-        ({}, "API_TOKENS"),  # no token and auth not switched off: refuse to start
-        ({"API_TOKENS": " , "}, "API_TOKENS"),  # only separators
-        ({"API_TOKENS": "a", "AUTH_DISABLED": "maybe"}, "AUTH_DISABLED"),
-        ({"API_TOKENS": "a", "INTRA_OP_THREADS": "two"}, "INTRA_OP_THREADS"),
-        ({"API_TOKENS": "a", "INTRA_OP_THREADS": "0"}, "INTRA_OP_THREADS"),
-        ({"API_TOKENS": "a", "MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
-        ({"API_TOKENS": "a", "MAX_IMAGES_PER_REQUEST": "0"}, "MAX_IMAGES_PER_REQUEST"),
-        ({"API_TOKENS": "a", "MAX_IMAGE_PIXELS": str(1 << 30)}, "MAX_IMAGE_PIXELS"),
-        ({"API_TOKENS": "a", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        # no token and auth not switched off: refuse to start
+        pytest.param({}, "API_TOKENS", id="no-token"),
+        pytest.param({"API_TOKENS": " , "}, "API_TOKENS", id="only-separators"),
+        pytest.param(
+            {"API_TOKENS": "a", "AUTH_DISABLED": "maybe"}, "AUTH_DISABLED", id="auth-disabled-maybe"
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "INTRA_OP_THREADS": "two"},
+            "INTRA_OP_THREADS",
+            id="threads-not-a-number",
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "INTRA_OP_THREADS": "0"}, "INTRA_OP_THREADS", id="threads-zero"
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES", id="body-limit-too-small"
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "MAX_IMAGES_PER_REQUEST": "0"},
+            "MAX_IMAGES_PER_REQUEST",
+            id="images-zero",
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "MAX_IMAGE_PIXELS": str(1 << 30)},
+            "MAX_IMAGE_PIXELS",
+            id="pixels-too-many",
+        ),
+        pytest.param({"API_TOKENS": "a", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", id="log-level-unknown"),
     ],
 )
 def test_config_errors_name_the_variable(environ: dict[str, str], named: str) -> None:
