@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test model test-models newman lint typecheck pytest lock clean
+.PHONY: run test test-fast model test-models newman lint typecheck pytest lock clean
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
 # from requirements*.txt: requirements-dev.lock for make run/test, requirements.lock for the
@@ -58,6 +58,10 @@ pytest: test-models newman
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# Unit and HTTP tests only (seconds): no real gunicorn, newman, fuzzing or real-model photo runs.
+test-fast: test-models
+	$(BIN)/python -m pytest -m "not (e2e or newman or fuzz or real_model)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules

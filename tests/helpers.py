@@ -95,6 +95,21 @@ def run_python(
     )
 
 
+def gunicorn_check_config(environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`gunicorn --check-config` with gunicorn.conf.py, as `make run` starts it: it loads the
+    app (and so the model) and exits. No API_TOKENS or AUTH_DISABLED but those in `environ`."""
+    env = {k: v for k, v in os.environ.items() if k not in {"API_TOKENS", "AUTH_DISABLED"}}
+    return run_python(
+        "-m",
+        "gunicorn",
+        "--check-config",
+        "-c",
+        "gunicorn.conf.py",
+        env={**env, **environ},
+        timeout=120,
+    )
+
+
 # --- images and request bodies ---------------------------------------------------------------
 
 

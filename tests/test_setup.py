@@ -7,14 +7,13 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from config import ConfigError, ServiceConfig, load_config
-from tests.helpers import REPO_ROOT, model_weights, run_python
+from tests.helpers import REPO_ROOT, gunicorn_check_config, model_weights
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import fetch_model
@@ -98,27 +97,16 @@ def test_config_errors_name_the_variable(environ: dict[str, str], named: str) ->
 # ------------------------------------------------------------------------------- gunicorn
 
 
-def _gunicorn_check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"API_TOKENS", "AUTH_DISABLED"}}
-    return run_python(
-        "-m",
-        "gunicorn",
-        "--check-config",
-        "-c",
-        "gunicorn.conf.py",
-        env={**env, **environ},
-        timeout=120,
-    )
-
-
+@pytest.mark.e2e
 def test_gunicorn_check_config() -> None:
     model_weights("yolox_nano")
-    completed = _gunicorn_check({"API_TOKENS": "check-token"})
+    completed = gunicorn_check_config({"API_TOKENS": "check-token"})
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+@pytest.mark.e2e
 def test_gunicorn_refuses_to_start_without_a_token() -> None:
-    completed = _gunicorn_check({})
+    completed = gunicorn_check_config({})
     assert completed.returncode != 0
     assert "API_TOKENS is empty" in completed.stdout + completed.stderr
 
