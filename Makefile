@@ -30,7 +30,8 @@ lock: $(STAMP)
 model: $(STAMP)
 	$(BIN)/python scripts/fetch_model.py yolox_nano
 
-# Second-family model used by the tests; taken from a mirror folder when one holds it.
+# Second-family model used by the tests; taken from a mirror folder when one holds it (under
+# CI=true it must be there: fetch_model.py then ignores --optional).
 test-models: model
 	$(BIN)/python scripts/fetch_model.py nanodet_m_416 --optional
 

@@ -186,6 +186,28 @@ def test_fetch_without_any_source(tmp_path: Path) -> None:
     assert "skipped" in fetch_model.fetch("tiny", models, None, optional=True)
 
 
+@pytest.mark.parametrize(
+    ("ci", "status"),
+    [
+        pytest.param("", 0, id="optional-skips"),
+        pytest.param("true", 1, id="ci-true-is-not-optional"),
+        pytest.param("1", 1, id="ci-1-is-not-optional"),
+        pytest.param("false", 0, id="ci-false-skips"),
+    ],
+)
+def test_fetch_optional_only_outside_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ci: str, status: int
+) -> None:
+    # `make test-models` fetches NanoDet with --optional; under CI=true a model that cannot be
+    # fetched fails the build there instead of skipping its tests.
+    models = _models_dir(tmp_path, b"weights")
+    monkeypatch.setenv("CI", ci)
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    argv = ["tiny", "--optional", "--models-dir", str(models), "--mirror", str(empty)]
+    assert fetch_model.main(argv) == status
+
+
 def test_fetch_refuses_plain_http(tmp_path: Path) -> None:
     models = _models_dir(tmp_path, b"weights", upstream="http://127.0.0.1:9/tiny.onnx")
     with pytest.raises(fetch_model.FetchError, match="non-https"):

@@ -5,6 +5,7 @@
   which case failed.
 - Every test that starts real gunicorn or loads a real model to run it on photos carries the
   marker that `make test-fast` deselects.
+- Under CI=true a skip is a failure (the hook in conftest.py).
 
 Each rule also runs on a synthetic module that breaks it.
 """
@@ -365,3 +366,52 @@ MARKER_CASES = [
 @pytest.mark.parametrize(("source", "expected"), MARKER_CASES)
 def test_marker_guard(source: str, expected: list[str]) -> None:
     assert unmarked_slow_tests(source) == expected
+
+
+# --- under CI=true a skip is a failure ----------------------------------------------------------
+
+INNER_TESTS = """
+import pytest
+
+def test_runs():
+    pass
+
+def test_skips():
+    pytest.skip("models/x.onnx is missing: run `make model`")
+
+@pytest.fixture
+def tool():
+    pytest.skip("node is not installed")
+
+def test_skips_in_setup(tool):
+    pass
+
+@pytest.mark.xfail(reason="an expected failure is no skip", strict=True)
+def test_expected_failure():
+    assert False
+"""
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcomes"),
+    [
+        pytest.param("", {"passed": 1, "skipped": 2, "xfailed": 1}, id="not-ci"),
+        pytest.param("false", {"passed": 1, "skipped": 2, "xfailed": 1}, id="ci-false"),
+        pytest.param("true", {"passed": 1, "failed": 1, "errors": 1, "xfailed": 1}, id="ci-true"),
+        pytest.param("1", {"passed": 1, "failed": 1, "errors": 1, "xfailed": 1}, id="ci-1"),
+    ],
+)
+def test_skips_fail_under_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcomes: dict[str, int]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    pytester.makepyfile(test_inner=INNER_TESTS)
+    result = pytester.runpytest("-p", "tests.conftest")
+    result.assert_outcomes(**outcomes)
+    if outcomes.get("failed"):
+        result.stdout.fnmatch_lines(
+            [
+                "*test_inner.py::test_skips was skipped under CI=true*: models/x.onnx is missing*",
+                "*test_inner.py::test_skips_in_setup was skipped under CI=true*: node is not*",
+            ]
+        )
