@@ -19,7 +19,7 @@ from werkzeug.test import encode_multipart
 
 from config import ServiceConfig
 from serve_http import create_app
-from tests.helpers import AUTH, TOKEN, FakeDetector, encode_image
+from tests.helpers import AUTH, TOKEN, FakeDetector, decode_with_cv2, encode_image
 
 ROUTES = ["/", "/v1/detect"]
 
@@ -312,12 +312,6 @@ def test_too_many_form_parts_is_413(client: FlaskClient) -> None:
 # ------------------------------------------------------------------------------- picture out
 
 
-def _decode(data: bytes) -> np.ndarray[Any, Any]:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None
-    return np.asarray(image)
-
-
 @pytest.mark.parametrize(
     ("query", "accept", "mimetype", "magic"),
     [
@@ -349,7 +343,7 @@ def test_picture_output(
     assert response.mimetype == mimetype
     assert response.data.startswith(magic)
     assert response.headers["X-Detection-Count"] == "1"
-    drawn = _decode(response.data)
+    drawn = decode_with_cv2(response.data)
     assert drawn.shape == original.shape
     # the box edge at x = 0.25 * width is drawn; a far corner is untouched
     assert np.abs(drawn[60, 50].astype(int) - 128).max() > 30
@@ -364,7 +358,7 @@ def test_picture_max_side(client: FlaskClient) -> None:
         content_type="multipart/form-data",
     )
     assert response.status_code == 200
-    assert _decode(response.data).shape == (50, 100, 3)
+    assert decode_with_cv2(response.data).shape == (50, 100, 3)
 
 
 @pytest.mark.parametrize(
