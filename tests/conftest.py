@@ -26,6 +26,7 @@ from tests.helpers import REPO_ROOT as REPO_ROOT
 from tests.helpers import SECOND_TOKEN, TOKEN
 from tests.helpers import FakeDetector as FakeDetector
 
+# pytester: tests/test_suite_rules.py checks the CI hook below on an inner test run.
 pytest_plugins = ["pytester"]
 
 # --- fixtures ----------------------------------------------------------------------------------
