@@ -25,7 +25,7 @@ from tests.helpers import REPO_ROOT, run_python
 # import only modules of the layers below its own: never sideways, never up. image_io sits
 # below predict: it is the one owner of cv2, and predict takes cv2 (for resizing) from it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("run and measure the service", ("gunicorn.conf", "benchmarks.*")),
+    ("run the service", ("gunicorn.conf",)),
     ("composition root", ("serve_http",)),
     ("protocols", ("dialects", "dialects.*")),
     ("tokens and pictures", ("auth", "render")),
@@ -39,6 +39,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 # Not part of the service: imports nothing of it.
 CLIENT = ("client", "client.*")
+# The tools outside the service (not walked: SKIPPED_DIRS); nothing walked imports them.
+TOOLS = frozenset({"tests", "scripts", "benchmarks"})
 # Where a module's imports of these may be; nowhere else.
 OWNERS: Mapping[str, tuple[str, ...]] = {
     # OpenCV reads OPENCV_IO_MAX_IMAGE_PIXELS once, at its first import: image_io sets it first.
@@ -62,7 +64,12 @@ FORBIDDEN: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
 # Line limits: utils_serve is the core and stays small; families.py holds every family's head.
 MAX_LINES = 600
 LINE_LIMITS: Mapping[str, int | None] = {"utils_serve.py": 450, "families.py": None}
-SKIPPED_DIRS = frozenset({"tests", "scripts", "node_modules", "__pycache__"})
+# Not walked for the import rules: tools that stand outside the service and drive it from the
+# outside. tests/ and scripts/ do, and so does benchmarks/, which measures the service against
+# reference sides of its own (a naive Flask app with its own onnxruntime session, cv2 for the
+# large test images): those may import Flask and cv2, and nothing of the service imports them.
+# The size guard still walks all three (test_modules_stay_small).
+SKIPPED_DIRS = frozenset({"tests", "scripts", "benchmarks", "node_modules", "__pycache__"})
 
 # --- reading the project ----------------------------------------------------------------------
 
@@ -252,6 +259,16 @@ def client_violations(
     ]
 
 
+def tool_violations(
+    imports: Mapping[str, frozenset[str]], tools: frozenset[str] = TOOLS
+) -> list[str]:
+    return [
+        f"{module} imports {tool}: the service and the client import none of {sorted(tools)}"
+        for module in sorted(imports)
+        for tool in sorted(top_levels(imports, module) & tools)
+    ]
+
+
 def import_cycles(imports: Mapping[str, frozenset[str]]) -> list[str]:
     """Every strongly connected group of more than one module (Tarjan), as 'a -> b -> a'."""
     edges = {module: sorted(ours(imports, module)) for module in imports}
@@ -320,7 +337,7 @@ def test_the_walk_finds_the_service_and_its_packages(project: Project) -> None:
         project.files
     )
     assert {"client", "client.send2api"} <= set(project.files)
-    assert not [m for m in project.files if m.split(".")[0] in {"tests", "scripts"}]
+    assert not [m for m in project.files if m.split(".")[0] in TOOLS]
 
 
 def test_imports_flow_down_the_layers(project: Project) -> None:
@@ -351,6 +368,10 @@ def test_client_imports_nothing_of_the_server(project: Project) -> None:
     assert_none(client_violations(project.imports))
 
 
+def test_nothing_imports_the_tools_outside_the_service(project: Project) -> None:
+    assert_none(tool_violations(project.imports))
+
+
 def test_no_import_cycles(project: Project) -> None:
     assert_none(import_cycles(project.imports))
 
@@ -358,7 +379,7 @@ def test_no_import_cycles(project: Project) -> None:
 def test_modules_stay_small() -> None:
     # Every Python file that is not a test: the service, the client, the scripts, benchmarks.
     files = module_files(REPO_ROOT, skipped={"tests", "node_modules", "__pycache__"}).values()
-    assert Path("scripts/fetch_model.py") in files
+    assert {Path("scripts/fetch_model.py"), Path("benchmarks/bench.py")} <= set(files)
     assert_none(size_violations(REPO_ROOT, files))
 
 
@@ -416,8 +437,9 @@ def test_imports_in_reads_every_form() -> None:
     assert "google" not in found
 
 
-def test_the_walk_skips_tests_scripts_and_hidden_folders(tmp_path: Path) -> None:
-    for name in ("a.py", "pkg/__init__.py", "pkg/sub/m.py", "tests/t.py", "scripts/s.py"):
+def test_the_walk_skips_tests_scripts_benchmarks_and_hidden_folders(tmp_path: Path) -> None:
+    names = ("a.py", "pkg/__init__.py", "pkg/sub/m.py", "tests/t.py", "scripts/s.py")
+    for name in (*names, "benchmarks/__init__.py", "benchmarks/peers/peer.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("import os\n")
     (tmp_path / ".venv" / "lib").mkdir(parents=True)
@@ -526,6 +548,43 @@ def test_client_guard_fails() -> None:
     assert client_violations(edges) == [
         "client.send2api imports predict: the client imports nothing of the server"
     ]
+
+
+@pytest.mark.parametrize(
+    ("edges", "expected"),
+    [
+        pytest.param({"utils_serve": ["benchmarks.report"]}, "utils_serve", id="benchmarks"),
+        pytest.param({"client__send2api": ["tests.helpers"]}, "client.send2api", id="tests"),
+    ],
+)
+def test_tool_guard_fails(edges: dict[str, list[str]], expected: str) -> None:
+    problems = tool_violations(graph(**edges))
+    assert problems
+    assert problems[0].startswith(f"{expected} imports ")
+
+
+def test_benchmarks_pass_the_import_guards_only_because_they_are_not_walked(
+    tmp_path: Path,
+) -> None:
+    # The naive peer imports Flask and cv2, as the real one does: walked as part of the service,
+    # it breaks the ownership and layer rules; skipped, as benchmarks/ is, it breaks none.
+    (tmp_path / "benchmarks" / "peers").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "__init__.py").write_text("")
+    (tmp_path / "benchmarks" / "peers" / "naive.py").write_text(
+        "import cv2\nfrom flask import Flask\nimport predict\n"
+    )
+    (tmp_path / "predict.py").write_text("import image_io\n")
+    (tmp_path / "image_io.py").write_text("import cv2\n")
+    walked = read_project(tmp_path, skipped=SKIPPED_DIRS - {"benchmarks"}).imports
+    assert owner_violations(walked) == [
+        "benchmarks.peers.naive imports cv2: only image_io may",
+        "benchmarks.peers.naive imports flask: only serve_http, *.routes may",
+    ]
+    assert any("benchmarks.peers.naive is in 0 layers" in p for p in layer_violations(walked))
+    skipped = read_project(tmp_path).imports
+    assert set(skipped) == {"predict", "image_io"}
+    assert not owner_violations(skipped)
+    assert not layer_violations(skipped)
 
 
 def test_cycle_guard_fails() -> None:
