@@ -577,7 +577,9 @@ class Repository:
             query.page_size + 1
         )
         with self.database.read() as session:
-            rows = list(session.execute(statement).tuples())
+            rows: list[tuple[Image, Blob]] = [
+                (image, blob) for image, blob in session.execute(statement)
+            ]
             records = self._records(session, rows[: query.page_size])
         next_token = None
         if len(rows) > query.page_size:

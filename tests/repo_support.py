@@ -39,7 +39,7 @@ def postgres_server() -> Iterator[str]:
     """A PostgreSQL of our own for the whole session, on a Unix socket; its URL (database
     `repository`). In a folder under /tmp that the postgres user can reach."""
     folder = tempfile.mkdtemp(prefix="repo-pg-", dir="/tmp")
-    os.chmod(folder, 0o755)
+    os.chmod(folder, 0o755)  # noqa: S103 - the postgres user must reach the socket inside
     script = str(REPO_ROOT / "scripts" / "postgres.sh")
     started = subprocess.run(
         [script, "start", folder],

@@ -123,11 +123,14 @@ def test_another_owner_gets_its_own_image_and_shares_the_file(
 
 def test_same_picture_in_another_file_is_found_by_pixel_sha256(repo_client: FlaskClient) -> None:
     pixels = cv2.imdecode(np.frombuffer(PNG, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels is not None
     ok, other = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    assert ok and other.tobytes() != PNG
+    assert ok
+    assert other.tobytes() != PNG
     first = upload(repo_client, PNG, "a.png").get_json()["image"]
     second = upload(repo_client, other.tobytes(), "b.png").get_json()["image"]
-    assert first["id"] != second["id"] and first["sha256"] != second["sha256"]
+    assert first["id"] != second["id"]
+    assert first["sha256"] != second["sha256"]
     assert first["pixelSha256"] == second["pixelSha256"]
     found = repo_client.get(
         f"/v1/images?pixel_sha256={first['pixelSha256']}", headers=ALICE_AUTH
@@ -191,7 +194,8 @@ def test_thumbnail_sizes_and_formats(repo_client: FlaskClient) -> None:
     photo = smooth_image(1000, 600, ".jpg")
     image_id = upload(repo_client, photo).get_json()["image"]["id"]
     default = repo_client.get(f"/image/{image_id}/thumbnail", headers=ALICE_AUTH)
-    assert default.status_code == 200 and default.mimetype == "image/jpeg"
+    assert default.status_code == 200
+    assert default.mimetype == "image/jpeg"
     assert _decoded(default.data).shape[:2] == (154, 256)
     for size, fmt, mime in [(128, "png", "image/png"), (512, "webp", "image/webp")]:
         answer = repo_client.get(
@@ -230,10 +234,11 @@ def test_render_is_cached_with_a_stable_etag(repo_client: FlaskClient, data_dir:
     image_id = upload(repo_client, JPEG).get_json()["image"]["id"]
     route = f"/v1/images/{image_id}/render?w=128&format=png&annotate=true"
     first = repo_client.get(route, headers=ALICE_AUTH)
-    cached = [p for p in (data_dir / "derived").rglob("*.png")]
+    cached = list((data_dir / "derived").rglob("*.png"))
     assert len(cached) == 1
     second = repo_client.get(route, headers=ALICE_AUTH)
-    assert second.headers["ETag"] == first.headers["ETag"] and second.data == first.data
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert second.data == first.data
     assert (
         repo_client.get(
             route, headers={**ALICE_AUTH, "If-None-Match": first.headers["ETag"]}
@@ -243,16 +248,19 @@ def test_render_is_cached_with_a_stable_etag(repo_client: FlaskClient, data_dir:
     # The cache may be wiped at any time: the same request makes the same picture again.
     cached[0].unlink()
     third = repo_client.get(route, headers=ALICE_AUTH)
-    assert third.headers["ETag"] == first.headers["ETag"] and third.data == first.data
+    assert third.headers["ETag"] == first.headers["ETag"]
+    assert third.data == first.data
     # Boxes drawn or not are different renditions.
     plain = repo_client.get(route.replace("annotate=true", "annotate=false"), headers=ALICE_AUTH)
-    assert plain.headers["ETag"] != first.headers["ETag"] and plain.data != first.data
+    assert plain.headers["ETag"] != first.headers["ETag"]
+    assert plain.data != first.data
 
 
 def test_original_route_renders_with_max_side_and_format(repo_client: FlaskClient) -> None:
     image_id = upload(repo_client, smooth_image(800, 400, ".jpg")).get_json()["image"]["id"]
     answer = repo_client.get(f"/image/{image_id}?max_side=200&format=png", headers=ALICE_AUTH)
-    assert answer.status_code == 200 and answer.mimetype == "image/png"
+    assert answer.status_code == 200
+    assert answer.mimetype == "image/png"
     assert answer.data.startswith(b"\x89PNG")
     assert _decoded(answer.data).shape[:2] == (100, 200)
     assert repo_client.get(f"/image/{image_id}?max_side=0", headers=ALICE_AUTH).status_code == 400
@@ -371,10 +379,12 @@ def test_detections_and_a_rerun(repo_client: FlaskClient) -> None:
     runs = repo_client.get(f"/v1/images/{image_id}/detections", headers=ALICE_AUTH).get_json()[
         "runs"
     ]
-    assert len(runs) == 1 and runs[0]["model"] == "fake"
+    assert len(runs) == 1
+    assert runs[0]["model"] == "fake"
     assert [a["name"] for a in runs[0]["localizedObjectAnnotations"]] == ["dog"]
     box = runs[0]["localizedObjectAnnotations"][0]["boundingPoly"]["normalizedVertices"]
-    assert box[0] == {"x": 0.25, "y": 0.25} and box[2] == {"x": 0.75, "y": 0.75}
+    assert box[0] == {"x": 0.25, "y": 0.25}
+    assert box[2] == {"x": 0.75, "y": 0.75}
     rerun = repo_client.post(f"/v1/images/{image_id}/detect?score_th=0.95", headers=ALICE_AUTH)
     assert rerun.status_code == 200
     assert rerun.get_json()["runs"][0]["localizedObjectAnnotations"] == []  # replaced
@@ -426,7 +436,8 @@ def test_request_errors(repo_client: FlaskClient) -> None:
         "images": [(io.BytesIO(encode_image(8, 8, ".png", seed=s)), f"{s}.png") for s in range(17)]
     }
     answer = repo_client.post("/v1/images", headers=ALICE_AUTH, data=too_many)
-    assert answer.status_code == 400 and answer.get_json()["error"]["reason"] == "too_many_images"
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["reason"] == "too_many_images"
     big = repo_client.post(
         "/v1/images",
         headers={**ALICE_AUTH, "Content-Type": "image/jpeg"},
@@ -451,10 +462,8 @@ def test_request_errors(repo_client: FlaskClient) -> None:
     bad_flag = upload(repo_client, JPEG, detect="maybe")
     assert bad_flag.status_code == 400
     unknown_model = upload(repo_client, JPEG, model="nope")
-    assert (
-        unknown_model.status_code == 404
-        and unknown_model.get_json()["error"]["reason"] == "unknown_model"
-    )
+    assert unknown_model.status_code == 404
+    assert unknown_model.get_json()["error"]["reason"] == "unknown_model"
 
 
 def test_busy_sqlite_is_a_503_with_retry_after(
