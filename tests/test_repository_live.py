@@ -434,3 +434,51 @@ def test_orientation_six_gives_a_portrait_and_the_boxes_of_v1_detect(real_live: 
             assert a["x"] == pytest.approx(b["x"], abs=1e-5)
             assert a["y"] == pytest.approx(b["y"], abs=1e-5)
     assert json.dumps(stored)  # plain JSON
+
+
+def test_client_functions_and_cli(real_live: LiveServer, tmp_path: Path) -> None:
+    from client import send2api
+
+    photo = shared_image("dog.jpg")
+    stored = send2api.upload(real_live.url, ALICE, photo)
+    image_id = stored["image"]["id"]
+    assert stored["image"]["originalName"] == "dog.jpg"
+    assert send2api.upload(real_live.url, ALICE, photo)["duplicate"] is True
+    listed = send2api.list_images(real_live.url, ALICE, label=["dog", "bicycle"], min_score=0.5)
+    assert image_id in {i["id"] for i in listed["images"]}
+    assert (
+        send2api.get_image(real_live.url, ALICE, image_id)["image"]["sha256"]
+        == stored["image"]["sha256"]
+    )
+    assert send2api.download_image(real_live.url, ALICE, image_id) == photo.read_bytes()
+    with pytest.raises(send2api.ApiError) as raised:
+        send2api.get_image(real_live.url, BOB, image_id)
+    assert raised.value.status_code == 404
+    assert raised.value.reason == "image_not_found"
+    env = {**os.environ, "API_TOKEN": ALICE}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "client.send2api", *args, "--url", real_live.url],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    listed_cli = run("list", "--label", "dog")
+    assert listed_cli.returncode == 0
+    assert image_id in listed_cli.stdout
+    saved = tmp_path / "copy.jpg"
+    assert run("get", image_id, "--original", str(saved)).returncode == 0
+    assert saved.read_bytes() == photo.read_bytes()
+    assert run("delete", image_id).returncode == 0
+    missing = run("get", image_id)
+    assert missing.returncode == 1
+    assert "404" in missing.stderr
+    # The detection command line is unchanged: images first.
+    legacy = run(str(photo))
+    assert legacy.returncode == 0
+    assert "localizedObjectAnnotations" in legacy.stdout
