@@ -1,8 +1,8 @@
 """Load the image repository with a folder of photos and report what it cost, on SQLite or on
 PostgreSQL, under real gunicorn (2 workers, the real model, detection on upload):
 
-    .venv/bin/python benchmarks/repository_load.py                        # SQLite, ../shared/images/coco
-    .venv/bin/python benchmarks/repository_load.py --postgres             # a local PostgreSQL
+    .venv/bin/python benchmarks/repository_load.py              # SQLite, ../shared/images/coco
+    .venv/bin/python benchmarks/repository_load.py --postgres   # a local PostgreSQL
     .venv/bin/python benchmarks/repository_load.py --photos DIR --label dog
 
 Prints the time per upload (median, p90, total), the count and latency (median of 5) of
@@ -27,7 +27,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "bench-token-repository"
+TOKEN = "bench-token-repository"  # noqa: S105 - a throwaway token for a loopback server
 
 
 def free_port() -> int:
@@ -142,7 +142,8 @@ def main() -> int:
             f"{statistics.median(latencies) * 1000:.1f} ms over 5"
         )
         print(
-            f"sizes: database {mib(database_size)}, originals {mib(folder_size(data / 'originals'))}, "
+            f"sizes: database {mib(database_size)}, "
+            f"originals {mib(folder_size(data / 'originals'))}, "
             f"derived {mib(folder_size(data / 'derived'))}, photos sent "
             f"{mib(sum(p.stat().st_size for p in photos))}"
         )
