@@ -83,7 +83,7 @@ from dialects import deepstack, google, native
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = REPO_ROOT / "openapi.json"
 FRAGMENTS_DIR = REPO_ROOT / "openapi"
-FRAGMENTS = ("service.json", "native.json", "google.json", "deepstack.json")
+FRAGMENTS = ("service.json", "native.json", "google.json", "deepstack.json", "repository.json")
 # Every path takes the caller's request id (serve_http's before_request hook reads it) and
 # every response carries one.
 REQUEST_ID_PARAMETER = {"$ref": "#/components/parameters/RequestId"}
