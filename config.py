@@ -22,6 +22,14 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # to OpenCV as its own decoding limit (a backstop behind the header check).
 MAX_IMAGE_PIXELS_CEILING = 1 << 28
 
+# The image repository: its files (and its SQLite database, unless REPO_DB_URL names another)
+# live under DATA_DIR, by default a git-ignored folder of the checkout.
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+GPS_POLICIES = ("store", "hide", "strip")
+DEFAULT_REPO_BUSY_TIMEOUT_MS = 5000
+MIN_PAGE_TOKEN_KEY_CHARS = 32
+_DB_URL = re.compile(r"^(sqlite|postgresql\+psycopg)://")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -67,6 +75,18 @@ class ServiceConfig:
     max_images_per_request: int = DEFAULT_MAX_IMAGES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     log_level: str = "INFO"
+    # The image repository (repository/). None: no repository (its routes answer 503); the
+    # environment always names one (DATA_DIR, default DEFAULT_DATA_DIR).
+    data_dir: Path | None = None
+    # SQLAlchemy URL of the repository's database; None: SQLite at DATA_DIR/repository.sqlite3.
+    repo_db_url: str | None = field(default=None, repr=False)
+    # What happens to the GPS position in uploaded photos' EXIF: stored and shown to the owner
+    # (store), stored but never shown (hide), or removed from the stored file too (strip).
+    gps_policy: str = "store"
+    # How long a write waits for SQLite's lock before answering 503 with Retry-After.
+    repo_busy_timeout_ms: int = DEFAULT_REPO_BUSY_TIMEOUT_MS
+    # Key that signs list page tokens; None: a random key kept in DATA_DIR (made on first use).
+    repo_page_token_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.auth_disabled and not self.api_tokens:
@@ -83,6 +103,7 @@ class ServiceConfig:
             ("MAX_BODY_BYTES", self.max_body_bytes, 1024, 1 << 31),
             ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
             ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
+            ("REPO_BUSY_TIMEOUT_MS", self.repo_busy_timeout_ms, 0, 600_000),
         )
         for key, value, low, high in checks:
             if not low <= value <= high:
@@ -94,6 +115,24 @@ class ServiceConfig:
             )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        self._check_repository()
+
+    def _check_repository(self) -> None:
+        if self.gps_policy not in GPS_POLICIES:
+            raise ConfigError(f"GPS_POLICY={self.gps_policy!r}: use {', '.join(GPS_POLICIES)}")
+        if self.repo_db_url is not None and not _DB_URL.match(self.repo_db_url):
+            # The URL may hold a password: only its scheme goes into the message.
+            scheme = self.repo_db_url.split("://", 1)[0][:40]
+            raise ConfigError(
+                f"REPO_DB_URL has the scheme {scheme!r}: use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/DB (psycopg 3)"
+            )
+        key = self.repo_page_token_key
+        if key is not None and len(key) < MIN_PAGE_TOKEN_KEY_CHARS:
+            raise ConfigError(
+                f"REPO_PAGE_TOKEN_KEY has {len(key)} characters: use at least "
+                f"{MIN_PAGE_TOKEN_KEY_CHARS} random ones (or leave it unset)"
+            )
 
     @cached_property
     def credentials(self) -> tuple[ApiToken, ...]:
@@ -123,6 +162,7 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
     """Build the configuration from environment variables (see the README's table)."""
     tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
     models_dir = environ.get("MODELS_DIR", "").strip()
+    data_dir = environ.get("DATA_DIR", "").strip()
     return ServiceConfig(
         api_tokens=tokens,
         auth_disabled=_bool(environ, "AUTH_DISABLED"),
@@ -134,4 +174,9 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         max_images_per_request=_int(environ, "MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES),
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
         log_level=environ.get("LOG_LEVEL", "").strip().upper() or "INFO",
+        data_dir=Path(data_dir) if data_dir else DEFAULT_DATA_DIR,
+        repo_db_url=environ.get("REPO_DB_URL", "").strip() or None,
+        gps_policy=environ.get("GPS_POLICY", "").strip().lower() or "store",
+        repo_busy_timeout_ms=_int(environ, "REPO_BUSY_TIMEOUT_MS", DEFAULT_REPO_BUSY_TIMEOUT_MS),
+        repo_page_token_key=environ.get("REPO_PAGE_TOKEN_KEY", "").strip() or None,
     )
