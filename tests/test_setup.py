@@ -320,10 +320,14 @@ REQUIREMENT_LOCKS = [
     pytest.param("requirements.txt", "requirements.lock", id="runtime"),
     pytest.param("requirements-dev.txt", "requirements-dev.lock", id="dev"),
     pytest.param("client/requirements.txt", "requirements-dev.lock", id="client"),
+    pytest.param(
+        "tests/clients/requirements.txt", "tests/clients/requirements.lock", id="third-party"
+    ),
 ]
 LOCKS = [
     pytest.param("requirements.lock", id="runtime"),
     pytest.param("requirements-dev.lock", id="dev"),
+    pytest.param("tests/clients/requirements.lock", id="third-party"),
 ]
 _PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 
@@ -377,7 +381,7 @@ def test_every_requirements_file_has_a_lock() -> None:
     found = {
         str(path.relative_to(REPO_ROOT))
         for path in REPO_ROOT.rglob("requirements*.txt")
-        if not {".venv", "node_modules"} & set(path.parts)
+        if not {".venv", ".venv-clients", "node_modules"} & set(path.parts)
     }
     assert found == {row.values[0] for row in REQUIREMENT_LOCKS}
 
