@@ -6,6 +6,7 @@ with a message that says what to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,17 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # The most pixels any image may have, whatever MAX_IMAGE_PIXELS says: image_io also hands it
 # to OpenCV as its own decoding limit (a backstop behind the header check).
 MAX_IMAGE_PIXELS_CEILING = 1 << 28
+
+# Frigate's DeepStack detector writes each prediction into a fixed array of 20 rows and crashes
+# (IndexError) on a 21st at confidence >= 0.4: the DeepStack routes answer at most this many,
+# best first, unless DEEPSTACK_MAX_PREDICTIONS says otherwise.
+DEFAULT_DEEPSTACK_MAX_PREDICTIONS = 20
+# Route families that OPEN_ROUTES may open to callers without a token.
+OPEN_ROUTE_FAMILIES = frozenset({"deepstack"})
+# Whose requests an open route's token-less callers make (the image repository keeps it).
+OPEN_ROUTES_OWNER = "anonymous"
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -67,6 +79,14 @@ class ServiceConfig:
     max_images_per_request: int = DEFAULT_MAX_IMAGES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     log_level: str = "INFO"
+    # Route families (OPEN_ROUTES) whose callers need no token, and the client networks they are
+    # open to (OPEN_ROUTES_NETWORKS; empty: every address).
+    open_routes: frozenset[str] = frozenset()
+    open_routes_networks: tuple[IpNetwork, ...] = ()
+    # Peers (TRUSTED_PROXIES) whose X-Forwarded-For header names the client; empty: none, the
+    # peer address is the client.
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    deepstack_max_predictions: int = DEFAULT_DEEPSTACK_MAX_PREDICTIONS
 
     def __post_init__(self) -> None:
         if not self.auth_disabled and not self.api_tokens:
@@ -83,6 +103,7 @@ class ServiceConfig:
             ("MAX_BODY_BYTES", self.max_body_bytes, 1024, 1 << 31),
             ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
             ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
+            ("DEEPSTACK_MAX_PREDICTIONS", self.deepstack_max_predictions, 1, 1000),
         )
         for key, value, low, high in checks:
             if not low <= value <= high:
@@ -94,6 +115,16 @@ class ServiceConfig:
             )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        unknown = sorted(self.open_routes - OPEN_ROUTE_FAMILIES)
+        if unknown:
+            raise ConfigError(
+                f"OPEN_ROUTES={','.join(sorted(self.open_routes))!r}: unknown route family "
+                f"{', '.join(unknown)}; the only one is {', '.join(sorted(OPEN_ROUTE_FAMILIES))}"
+            )
+        if self.open_routes_networks and not self.open_routes:
+            raise ConfigError(
+                "OPEN_ROUTES_NETWORKS is set but OPEN_ROUTES is empty: it would have no effect"
+            )
 
     @cached_property
     def credentials(self) -> tuple[ApiToken, ...]:
@@ -119,6 +150,23 @@ def _bool(environ: Mapping[str, str], key: str) -> bool:
     raise ConfigError(f"{key}={raw!r}: use 1/true/yes/on or 0/false/no/off")
 
 
+def _words(environ: Mapping[str, str], key: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in environ.get(key, "").split(",") if w.strip())
+
+
+def _networks(environ: Mapping[str, str], key: str) -> tuple[IpNetwork, ...]:
+    """Comma-separated addresses or CIDR networks (`192.168.0.0/16,10.1.2.3,::1`)."""
+    networks = []
+    for word in _words(environ, key):
+        try:
+            networks.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{key}: {word[:60]!r} is not an IP address or network (like 192.168.0.0/16)"
+            ) from None
+    return tuple(networks)
+
+
 def load_config(environ: Mapping[str, str]) -> ServiceConfig:
     """Build the configuration from environment variables (see the README's table)."""
     tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
@@ -134,4 +182,10 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         max_images_per_request=_int(environ, "MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES),
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
         log_level=environ.get("LOG_LEVEL", "").strip().upper() or "INFO",
+        open_routes=frozenset(word.lower() for word in _words(environ, "OPEN_ROUTES")),
+        open_routes_networks=_networks(environ, "OPEN_ROUTES_NETWORKS"),
+        trusted_proxies=_networks(environ, "TRUSTED_PROXIES"),
+        deepstack_max_predictions=_int(
+            environ, "DEEPSTACK_MAX_PREDICTIONS", DEFAULT_DEEPSTACK_MAX_PREDICTIONS
+        ),
     )

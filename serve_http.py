@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import uuid
@@ -24,10 +25,10 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from auth import check_token, presented_token
-from config import DEFAULT_OWNER, ServiceConfig, load_config
+from auth import check_token, client_address, open_route_allowed, presented_token
+from config import DEFAULT_OWNER, OPEN_ROUTES_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
-from dialects import deepstack, google, native
+from dialects import deepstack, doods, google, kserve, native, roboflow
 from errors import (
     ApiError,
     BadRequest,
@@ -43,6 +44,7 @@ from utils_serve import (
     ImageTask,
     detect_one,
     input_kind,
+    is_json_mimetype,
     parse_json_body,
     read_body,
     run_tasks,
@@ -53,6 +55,9 @@ from utils_serve import (
 logger = logging.getLogger("detection_service")
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
+# pyproject.toml's [project] version (tests check that they agree); protocols that report a
+# server version (Roboflow's /info, KServe's /v2) say this one.
+SERVICE_VERSION = "0.1.0"
 # Multipart bodies: at most this many parts (16 images and their fields fit many times over).
 MAX_FORM_PARTS = 256
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -69,10 +74,15 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 class ServiceState:
     config: ServiceConfig
     registry: ModelRegistry
+    # Who answers: CodeProject.AI's `processedBy`; a stable id of it for Roboflow's /info.
+    server_name: str = "localhost"
+    server_id: str = ""
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    """A JSON answer; its body is one bytes object, so it goes out with a Content-Length
+    (never chunked), which DeepStack's and Triton's clients rely on."""
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return Response(body, status=status, mimetype="application/json")
 
 
@@ -139,13 +149,157 @@ def google_annotate_view(project: str | None = None, location: str | None = None
     return json_response(google.responses(outcomes, state.registry))
 
 
-def deepstack_detection_view() -> Response:
-    """DeepStack / CodeProject.AI object detection."""
+def _deepstack_facts(state: ServiceState) -> deepstack.ServerFacts:
+    started = g.get("started") or time.perf_counter()
+    return deepstack.ServerFacts(
+        processed_by=state.server_name,
+        request_id=g.get("request_id") or "",
+        round_trip_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def deepstack_detection_view(model: str | None = None) -> Response:
+    """DeepStack / CodeProject.AI object detection, with the default or a named model."""
     state = _state()
+    if model is not None:
+        state.registry.resolve(model)
     deepstack.require_form(request.mimetype)
-    task = deepstack.parse_task(request.files, request.form, request.args, state.registry)
+    task = deepstack.parse_task(request.files, request.form, request.args, state.registry, model)
     _, result = detect_one(task, state.registry, state.config.max_image_pixels)
-    return json_response(deepstack.response(result, state.registry.detector(task.model).info))
+    info = state.registry.detector(task.model).info
+    command = "detect" if model is None else "custom"
+    limit = state.config.deepstack_max_predictions
+    return json_response(deepstack.response(result, info, limit, _deepstack_facts(state), command))
+
+
+def deepstack_custom_list_view() -> Response:
+    state = _state()
+    return json_response(deepstack.custom_list(state.registry, _deepstack_facts(state)))
+
+
+def deepstack_listmodels_view() -> Response:
+    return json_response(deepstack.list_models(_state().registry))
+
+
+def deepstack_ping_view() -> Response:
+    return json_response(deepstack.ping())
+
+
+# --- Roboflow
+
+
+def roboflow_info_view() -> Response:
+    return json_response(roboflow.server_info(SERVICE_VERSION, _state().server_id))
+
+
+def roboflow_registry_view() -> Response:
+    state = _state()
+    return json_response(
+        roboflow.registry_listing(state.registry, state.config.max_images_per_request)
+    )
+
+
+def roboflow_add_view() -> Response:
+    state = _state()
+    model_id = roboflow.model_to_add(parse_json_body(_body()), state.registry)
+    limit = state.config.max_images_per_request
+    return json_response(roboflow.registry_listing(state.registry, limit, also=model_id))
+
+
+def roboflow_infer_view() -> Response:
+    state = _state()
+    google.require_json(request.mimetype)
+    limit, max_pixels = state.config.max_images_per_request, state.config.max_image_pixels
+    tasks, is_list, visualize = roboflow.parse_infer(
+        parse_json_body(_body()), state.registry, limit
+    )
+    answers = [roboflow.answer(task, state.registry, max_pixels, visualize) for task in tasks]
+    return json_response(answers if is_list else answers[0])
+
+
+def roboflow_legacy_view(project: str, version: int) -> Response:
+    """Roboflow's v0 `/<project>/<version>`: a base64 body whatever its Content-Type."""
+    state = _state()
+    state.registry.resolve(project)
+    is_multipart = request.mimetype == "multipart/form-data"
+    body = b"" if is_multipart else _body()
+    task, want_picture = roboflow.parse_legacy(
+        project, body, request.files, request.args, state.registry
+    )
+    max_pixels = state.config.max_image_pixels
+    if want_picture:
+        picture = roboflow.legacy_picture(task, state.registry, max_pixels)
+        return Response(picture, mimetype="image/jpeg")
+    return json_response(roboflow.answer(task, state.registry, max_pixels, visualize=False))
+
+
+# --- KServe V2 / Open Inference Protocol
+
+
+def kserve_live_view() -> Response:
+    return json_response(kserve.live())
+
+
+def kserve_ready_view() -> Response:
+    registry = _state().registry
+    return json_response(kserve.ready(registry), 200 if registry.ready else 503)
+
+
+def kserve_server_metadata_view() -> Response:
+    return json_response(kserve.server_metadata(SERVICE_VERSION))
+
+
+def kserve_model_metadata_view(model: str, version: str | None = None) -> Response:
+    registry = _state().registry
+    name = kserve.resolve_model(model, version, registry)
+    return json_response(kserve.model_metadata(registry.detector(name).info))
+
+
+def kserve_model_ready_view(model: str, version: str | None = None) -> Response:
+    registry = _state().registry
+    detector = registry.detector(kserve.resolve_model(model, version, registry))
+    return json_response(
+        kserve.model_ready(detector.info, detector.ready), 200 if detector.ready else 503
+    )
+
+
+def kserve_infer_view(model: str, version: str | None = None) -> Response:
+    """V2 inference; the body is JSON, or JSON then binary data (Triton's extension). The
+    Content-Type is not looked at: tritonclient sends none."""
+    state = _state()
+    name = kserve.resolve_model(model, version, state.registry)
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise UnsupportedMediaType("compressed request bodies are not supported: send them plain")
+    parsed = kserve.parse_infer(
+        _body(),
+        request.headers.get(kserve.HEADER_LENGTH),
+        name,
+        state.registry,
+        state.config.max_images_per_request,
+    )
+    outcomes = run_tasks(parsed.tasks, state.registry, state.config.max_image_pixels)
+    encoded = kserve.infer_response(parsed, outcomes, state.registry)
+    if encoded.header_length is None:
+        return Response(encoded.body, mimetype="application/json")
+    response = Response(encoded.body, mimetype="application/octet-stream")
+    response.headers[kserve.HEADER_LENGTH] = str(encoded.header_length)
+    return response
+
+
+# --- DOODS
+
+
+def doods_detectors_view() -> Response:
+    return json_response(doods.detectors(_state().registry))
+
+
+def doods_detect_view() -> Response:
+    state = _state()
+    google.require_json(request.mimetype)
+    parsed = doods.parse_detect(parse_json_body(_body()), state.registry)
+    _, result = detect_one(parsed.task, state.registry, state.config.max_image_pixels)
+    info = state.registry.detector(parsed.task.model).info
+    return json_response(doods.response(parsed, result, info))
 
 
 def openapi_view() -> Response:
@@ -189,8 +343,11 @@ class Route:
     public: bool = False
     # How this route's clients expect an error to look.
     error_body: Callable[[ApiError], dict[str, Any]] = google.error_envelope
-    # A form field this route's clients send the token in, besides the usual places.
-    key_form_field: str | None = None
+    # A body field (a form field, or a member of a JSON body) this route's clients send the
+    # token in, besides the places every route accepts (auth.presented_token).
+    key_body_field: str | None = None
+    # The family OPEN_ROUTES may open to callers without a token (only "deepstack").
+    family: str | None = None
 
 
 ROUTES: tuple[Route, ...] = (
@@ -206,14 +363,124 @@ ROUTES: tuple[Route, ...] = (
         ("POST",),
         google_annotate_view,
     ),
-    Route(
-        "/v1/vision/detection",
-        "deepstack_detection",
-        ("POST",),
-        deepstack_detection_view,
-        error_body=deepstack.error_body,
-        key_form_field=deepstack.KEY_FIELD,
+    *(
+        Route(
+            rule,
+            endpoint,
+            methods,
+            view,
+            public=public,
+            error_body=deepstack.error_body,
+            key_body_field=deepstack.KEY_FIELD,
+            family=deepstack.FAMILY,
+        )
+        for rule, endpoint, methods, view, public in (
+            (
+                "/v1/vision/detection",
+                "deepstack_detection",
+                ("POST",),
+                deepstack_detection_view,
+                False,
+            ),
+            (
+                "/v1/vision/custom/list",
+                "deepstack_custom_list",
+                ("GET", "POST"),
+                deepstack_custom_list_view,
+                False,
+            ),
+            (
+                "/v1/vision/custom/<model>",
+                "deepstack_custom",
+                ("POST",),
+                deepstack_detection_view,
+                False,
+            ),
+            (
+                "/v1/vision/listmodels",
+                "deepstack_listmodels",
+                ("GET", "POST"),
+                deepstack_listmodels_view,
+                False,
+            ),
+            (
+                "/v1/server/status/ping",
+                "deepstack_ping",
+                ("GET", "POST"),
+                deepstack_ping_view,
+                True,
+            ),
+            ("/v1/status/ping", "deepstack_ping", ("GET", "POST"), deepstack_ping_view, True),
+        )
     ),
+    *(
+        Route(
+            rule,
+            endpoint,
+            methods,
+            view,
+            public=public,
+            error_body=roboflow.error_body,
+            key_body_field=roboflow.KEY_FIELD,
+        )
+        for rule, endpoint, methods, view, public in (
+            ("/info", "roboflow_info", ("GET",), roboflow_info_view, True),
+            ("/model/registry", "roboflow_registry", ("GET",), roboflow_registry_view, False),
+            ("/model/add", "roboflow_add", ("POST",), roboflow_add_view, False),
+            ("/infer/object_detection", "roboflow_infer", ("POST",), roboflow_infer_view, False),
+        )
+    ),
+    # v0 sends the key in the query only; its body (base64, often as a urlencoded "form") is
+    # the image and must reach the view unparsed.
+    Route(
+        "/<project>/<int:version>",
+        "roboflow_legacy",
+        ("POST",),
+        roboflow_legacy_view,
+        error_body=roboflow.error_body,
+    ),
+    *(
+        Route(rule, endpoint, ("GET",) if get else ("POST",), view, public, kserve.error_body)
+        for rule, endpoint, get, view, public in (
+            ("/v2/health/live", "kserve_live", True, kserve_live_view, True),
+            ("/v2/health/ready", "kserve_ready", True, kserve_ready_view, True),
+            ("/v2", "kserve_server_metadata", True, kserve_server_metadata_view, False),
+            ("/v2/models/<model>", "kserve_model", True, kserve_model_metadata_view, False),
+            (
+                "/v2/models/<model>/versions/<version>",
+                "kserve_model",
+                True,
+                kserve_model_metadata_view,
+                False,
+            ),
+            (
+                "/v2/models/<model>/ready",
+                "kserve_model_ready",
+                True,
+                kserve_model_ready_view,
+                False,
+            ),
+            (
+                "/v2/models/<model>/versions/<version>/ready",
+                "kserve_model_ready",
+                True,
+                kserve_model_ready_view,
+                False,
+            ),
+            ("/v2/models/<model>/infer", "kserve_infer", False, kserve_infer_view, False),
+            (
+                "/v2/models/<model>/versions/<version>/infer",
+                "kserve_infer",
+                False,
+                kserve_infer_view,
+                False,
+            ),
+        )
+    ),
+    Route(
+        "/detectors", "doods_detectors", ("GET",), doods_detectors_view, error_body=doods.error_body
+    ),
+    Route("/detect", "doods_detect", ("POST",), doods_detect_view, error_body=doods.error_body),
     Route("/openapi.json", "openapi", ("GET",), openapi_view, public=True),
     Route("/healthz", "healthz", ("GET",), healthz_view, public=True),
     Route("/readyz", "readyz", ("GET",), readyz_view, public=True),
@@ -246,6 +513,26 @@ def _buffer_chunked_body(max_bytes: int) -> None:
     environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
+def _body_fields(route: Route, max_bytes: int) -> Mapping[str, Any] | None:
+    """The body's fields, for a route whose clients may send the token in one: the form, or
+    the members of a JSON object. A JSON body is read here and put back for the view."""
+    if route.key_body_field is None:
+        return None
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return request.form
+    if not is_json_mimetype(request.mimetype):
+        return None
+    environ = request.environ
+    body = read_body(environ["wsgi.input"], request.content_length, max_bytes)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # the view answers the bad JSON; without a token it is a 401 first
+    return payload if isinstance(payload, dict) else None
+
+
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
@@ -264,9 +551,17 @@ def _register_hooks(app: Flask) -> None:
         if state.config.auth_disabled:
             g.owner = DEFAULT_OWNER
             return
-        token = presented_token(dict(request.headers), request.args)
-        if token is None and route.key_form_field is not None:
-            token = request.form.get(route.key_form_field)
+        fields = _body_fields(route, state.config.max_body_bytes)
+        token = presented_token(dict(request.headers), request.args, fields, route.key_body_field)
+        if token is None and route.family in state.config.open_routes:
+            client = client_address(
+                request.remote_addr,
+                request.headers.get("X-Forwarded-For"),
+                state.config.trusted_proxies,
+            )
+            if open_route_allowed(client, state.config.open_routes_networks):
+                g.owner = OPEN_ROUTES_OWNER
+                return
         # Whose request this is: what an owner stores (the image repository) is theirs alone.
         g.owner = check_token(token, state.config.credentials)
 
@@ -328,6 +623,21 @@ def _register_error_handlers(app: Flask) -> None:
         return handle_api_error(ApiError("internal error; the request id is in X-Request-Id"))
 
 
+def _log_open_routes(config: ServiceConfig) -> None:
+    if not config.open_routes:
+        return
+    networks = ", ".join(str(n) for n in config.open_routes_networks) or "every address"
+    proxies = ", ".join(str(n) for n in config.trusted_proxies) or "none"
+    logger.warning(
+        "OPEN_ROUTES=%s: these routes answer callers WITHOUT a token from %s (trusted proxies: "
+        "%s). Anyone who can reach this port from there can run detections and use its CPU; "
+        "limit OPEN_ROUTES_NETWORKS to your cameras' network",
+        ",".join(sorted(config.open_routes)),
+        networks,
+        proxies,
+    )
+
+
 def create_app(
     config: ServiceConfig | None = None,
     detector: DetectorLike | ModelRegistry | None = None,
@@ -351,7 +661,14 @@ def create_app(
     # the body limit is the one that matters, for every input form alike.
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    app.extensions["detection_service"] = ServiceState(config=config, registry=registry)
+    server_name = socket.gethostname() or "localhost"
+    app.extensions["detection_service"] = ServiceState(
+        config=config,
+        registry=registry,
+        server_name=server_name,
+        server_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, server_name)),
+    )
+    _log_open_routes(config)
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)
