@@ -59,7 +59,16 @@ $(CLIENTS_STAMP): tests/clients/requirements.lock
 		-r tests/clients/requirements.lock
 	touch $(CLIENTS_STAMP)
 
-clients-venv: $(CLIENTS_STAMP)
+# node-red-contrib-deepstack, pinned by tests/clients/node/package-lock.json, installed with
+# the same Node as newman and without install scripts.
+NODE_CLIENTS_STAMP := tests/clients/node/node_modules/.installed
+
+$(NODE_CLIENTS_STAMP): $(STAMP) tests/clients/node/package.json tests/clients/node/package-lock.json
+	$(BIN)/python scripts/install_newman.py --dir tests/clients/node \
+		--expect node_modules/node-red-contrib-deepstack/deepstack-integration.js
+	touch $(NODE_CLIENTS_STAMP)
+
+clients-venv: $(CLIENTS_STAMP) $(NODE_CLIENTS_STAMP)
 
 # Recompiles tests/clients/requirements.lock from the direct pins in tests/clients/requirements.txt.
 clients-lock: $(STAMP)
@@ -81,7 +90,8 @@ pytest: test-models newman clients-venv
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(CLIENTS_VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules
+	rm -rf $(VENV) $(CLIENTS_VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules \
+		tests/clients/node/node_modules
 
 # Kubernetes manifests (deploy/kubernetes), checked offline: yamllint over every YAML file,
 # then each manifest against the strict API schemas of two Kubernetes versions bundled with
