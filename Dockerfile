@@ -3,9 +3,20 @@
 #   docker build -t detection-service .
 #   docker run --rm -p 5000:5000 -e API_TOKENS=... detection-service
 #
+# docs/operations.md ("Docker image") has what the build expects and how to run it read-only;
+# `make image-test` builds this file unchanged with podman and smoke-tests the image.
+#
 # API_TOKENS is read at run time and is never baked into the image (anyone who can pull an
 # image can read its layers and ENV). Other settings the service reads from the environment
 # (PORT, WEB_CONCURRENCY, ...) are passed the same way with -e.
+
+# The weights mirror for the model step below. `--build-context model-mirror=PATH` replaces this
+# stage with a folder that holds the weights (see below). Without it, this stage is mounted
+# instead: the base image itself, already there and holding no weights, so that a plain
+# `docker build .` downloads them from the manifest's upstream URL (rather than an empty
+# `FROM scratch` stage, whose bind mount builders have handled differently). Keep its tag the
+# same as the service's FROM below.
+FROM python:3.11.14-slim-bookworm AS model-mirror
 
 # A specific patch release on a specific Debian release, so that a rebuild gets the same Python
 # and the same system libraries; bump it on purpose (for security fixes), not by accident.
@@ -21,36 +32,51 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when requirements.lock changes, not on every
-# code change. The lock pins every package with its hashes (`make lock` writes it from
-# requirements.txt); pip refuses anything whose hash does not match.
+# Dependencies first: this layer is rebuilt only when the lock file changes, not on every code
+# change. requirements.lock is the one lock file `make` installs from too: every package, direct
+# or not, pinned with its sha256 hashes; --require-hashes refuses anything it does not list.
 COPY requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
-# Fetch and verify the model before copying the code, so that code changes do not download it
-# again. fetch_model.py reads models/<name>.json (URL and sha256), writes models/<name>.onnx and
-# fails the build if the checksum does not match.
+# Fetch and verify the model before copying the code, so that code changes do not fetch it
+# again. fetch_model.py reads models/<name>.json (URL and sha256), writes models/<name>.onnx
+# (mode 0644: the app user must read it) and fails the build if the checksum does not match.
 #
-# MODEL_MIRROR (optional) names a folder holding the .onnx files, to copy instead of downloading.
-# The folder must be visible inside the build: a host path is not. With BuildKit, mount a local
-# folder as a named build context, for example by changing the RUN below to
-#   RUN --mount=type=bind,from=model-mirror,target=/mnt/model-mirror \
-#       MODEL_MIRROR="$MODEL_MIRROR" python scripts/fetch_model.py
-# and building with
-#   docker buildx build --build-context model-mirror=../shared/models \
-#       --build-arg MODEL_MIRROR=/mnt/model-mirror -t detection-service .
-# Empty (the default): download from the upstream URL in the manifest.
+# Only the default model's manifest and its label list are copied: the image holds no manifest
+# whose weights it lacks (the service would warn about it at every worker start). To ship
+# another model, copy its manifest here and name it in the RUN below.
+#
+# The weights are taken from the model-mirror build context when it holds them, else downloaded
+# from the manifest's upstream URL. Without network access, or to skip the download:
+#   docker build --build-context model-mirror=../shared/models -t detection-service .
+# MODEL_MIRROR is where that context is mounted; set it to "" to force the download.
 COPY scripts/ scripts/
-# models/*.txt (label lists) are optional; the COPY succeeds as long as the manifests match.
-COPY models/*.json models/*.txt models/
-ARG MODEL_MIRROR=""
-RUN MODEL_MIRROR="$MODEL_MIRROR" python scripts/fetch_model.py
+COPY models/yolox_nano.json models/coco80.txt models/
+ARG MODEL_MIRROR=/mnt/model-mirror
+RUN --mount=type=bind,from=model-mirror,target=/mnt/model-mirror \
+    MODEL_MIRROR="$MODEL_MIRROR" python scripts/fetch_model.py yolox_nano
 
-# The service itself: the modules it imports, its gunicorn config and the OpenAPI document
-# it serves at /openapi.json.
-COPY serve_http.py utils_serve.py errors.py auth.py registry.py image_io.py predict.py \
-    manifests.py families.py detection_types.py config.py image_header.py render.py \
-    gunicorn.conf.py openapi.json ./
+# The service itself: every module it imports, its gunicorn config and the OpenAPI document it
+# serves at /openapi.json. tests/test_dockerfile.py checks this list against what serve_http.py,
+# gunicorn.conf.py and scripts/check_models.py import, transitively. One file per line; a
+# package (a folder) needs a COPY of its own, `COPY pkg/ pkg/`, because COPY puts a folder's
+# contents, not the folder, at the target.
+COPY auth.py \
+    config.py \
+    detection_types.py \
+    errors.py \
+    families.py \
+    gunicorn.conf.py \
+    image_header.py \
+    image_io.py \
+    manifests.py \
+    openapi.json \
+    predict.py \
+    registry.py \
+    render.py \
+    serve_http.py \
+    utils_serve.py \
+    ./
 COPY dialects/ dialects/
 
 # Run as an unprivileged user that owns nothing: the code and the model stay root-owned and
@@ -68,10 +94,11 @@ ENV PORT=5000
 EXPOSE 5000
 
 # slim has no curl: ask Python. urlopen raises on a refused connection, a timeout or a non-2xx
-# status, and the shell turns that into exit status 1 (unhealthy). The start period covers
-# gunicorn starting its workers and each worker loading the model.
+# status, and the uncaught exception is exit status 1 (unhealthy). Exec form, no shell: the
+# port is read from the environment by Python (the container's PORT, as gunicorn.conf.py reads
+# it). The start period covers gunicorn starting its workers and each worker loading the model.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${PORT}/healthz', timeout=4)" || exit 1
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '5000') + '/healthz', timeout=4)"]
 
 # Exec form: gunicorn is PID 1 and gets docker stop's SIGTERM directly (graceful shutdown).
 # Bind address, workers (WEB_CONCURRENCY) and the WSGI app are set in gunicorn.conf.py.

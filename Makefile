@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test model test-models newman lint typecheck pytest lock clean clients-venv clients-lock
+.PHONY: run test model test-models newman lint typecheck pytest lock bench clean clients-venv \
+	clients-lock
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
 # from requirements*.txt: requirements-dev.lock for make run/test, requirements.lock for the
@@ -77,9 +78,24 @@ clients-lock: $(STAMP)
 run: model
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/run.sh
 
+# The service against the in-process pipeline and the naive pattern, side by side (a few
+# minutes; prints a table and the targets, never fails on the figures). wrk comes from
+# Debian's packages. BENCH_ARGS=--quick for a short run, --peers adds FastAPI/uvicorn.
+bench: model
+	./scripts/install_tools.sh
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# openapi.json is built from the code's tables and openapi/*.json by scripts/build_openapi.py
+# (run it to rewrite the file); this fails, with a diff, when the committed file is stale.
+.PHONY: openapi-check
+openapi-check: $(STAMP)
+	$(BIN)/python scripts/build_openapi.py --check
+
+lint: openapi-check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy .
@@ -102,3 +118,27 @@ k8s-validate: $(STAMP)
 	$(BIN)/python scripts/validate_kubernetes.py deploy/kubernetes
 
 test: k8s-validate
+
+# ----------------------------------------------------------------------------- container image
+# `make test` also lints the Dockerfile and, when CI=true or when run as root on a machine with
+# apt-get, runs `make image-test`: rootful podman builds the unchanged Dockerfile and smoke-tests
+# the image (scripts/image_test.py; docs/operations.md, "Docker image").
+.PHONY: hadolint image-test image-test-skipped
+
+IMAGE_TEST_NOT_ROOT := this is not root (rootful podman needs root)
+IMAGE_TEST_NO_APT := there is no apt-get to install podman with
+IMAGE_TEST_APT := $(shell command -v apt-get 2>/dev/null)
+IMAGE_TEST_AS_ROOT := $(if $(IMAGE_TEST_APT),,$(IMAGE_TEST_NO_APT))
+IMAGE_TEST_SKIP_REASON := $(if $(filter true,$(CI)),,$(if \
+	$(filter 0,$(shell id -u)),$(IMAGE_TEST_AS_ROOT),$(IMAGE_TEST_NOT_ROOT)))
+
+test: hadolint $(if $(IMAGE_TEST_SKIP_REASON),image-test-skipped,image-test)
+
+hadolint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+
+image-test: $(STAMP)
+	$(BIN)/python scripts/image_test.py
+
+image-test-skipped:
+	@echo "image-test skipped: CI is not true and $(IMAGE_TEST_SKIP_REASON); run: sudo make image-test"

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import urllib.request
@@ -25,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 SIBLING_MIRROR = REPO_ROOT.parent / "shared" / "models"
 DOWNLOAD_TIMEOUT_S = 60
+# Weights are public and read by the service's user: owner writes, everyone reads.
+WEIGHTS_MODE = 0o644
 
 
 class FetchError(Exception):
@@ -32,11 +35,8 @@ class FetchError(Exception):
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def default_mirror() -> Path | None:
@@ -75,6 +75,10 @@ def fetch(name: str, models_dir: Path, mirror: Path | None, optional: bool) -> s
         raise FetchError(f"{manifest_path} lists no sha256: add the accepted checksums")
     target = models_dir / file_name
     if target.is_file() and sha256_of(target) in accepted:
+        # A file fetched before the mode was set (or copied in by hand) may be owner-only,
+        # and the service often runs as another user than the one who fetched it.
+        if stat.S_IMODE(target.stat().st_mode) != WEIGHTS_MODE:
+            target.chmod(WEIGHTS_MODE)
         return f"{name}: {target} present, sha256 verified"
 
     sources: list[tuple[str, Path | str]] = []
@@ -107,6 +111,10 @@ def fetch(name: str, models_dir: Path, mirror: Path | None, optional: bool) -> s
                     f"({', '.join(sorted(accepted))})"
                 )
                 continue
+            # NamedTemporaryFile creates its file 0600 whatever the umask: made readable by
+            # everyone before it goes into place, since the service may run as another user
+            # than the one who fetched the weights (the Docker image's app user does).
+            partial.chmod(WEIGHTS_MODE)
             partial.replace(target)
             return f"{name}: {target} from {kind} {source}, sha256 {digest} verified"
         except FetchError as exc:

@@ -1,6 +1,11 @@
-"""The OpenAPI contract (openapi.json): a valid OpenAPI 3.1 document whose examples match its
-schemas, in step with the Flask routes and the error classes, served at /openapi.json, and
+"""The OpenAPI contract (openapi.json): built by scripts/build_openapi.py from the code's tables
+and the fragments in openapi/, committed as built, a valid OpenAPI 3.1 document whose examples
+match its schemas, in step with the Flask routes, served at /openapi.json as it is on disk, and
 fuzzed with schemathesis against the real service (gunicorn, real model) on a loopback port.
+
+The document is generated from the route, parameter, error and status tables, so the tests
+here do not compare it with copies of those tables: a few check that the builder used them,
+and that it refuses fragments that do not fit the code.
 
 The fuzz runs the `schemathesis run` CLI in a subprocess (its own process and warning
 settings, and a hard time limit). This module is also that run's hooks file
@@ -14,13 +19,14 @@ Set FUZZ_SEED to replay a run's seed (the failure message prints it).
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,10 +41,15 @@ from referencing.jsonschema import DRAFT202012
 
 import errors
 import serve_http
+import utils_serve
 from config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGES, ServiceConfig
-from dialects import google
+from detection_types import DetectionParams
+from dialects import deepstack, google
 from tests.conftest import REPO_ROOT, FakeDetector
 from tests.live_server import live_gunicorn
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import build_openapi
 
 OPENAPI_PATH = REPO_ROOT / "openapi.json"
 DOCUMENT_URI = "urn:detection-service:openapi"
@@ -83,20 +94,36 @@ def pointer(*parts: str) -> str:
     return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+def ref_parts(ref: str) -> tuple[str, ...]:
+    return tuple(p.replace("~1", "/").replace("~0", "~") for p in ref.removeprefix("#/").split("/"))
+
+
 def resolve(node: Any) -> Any:
     """Follow a local `$ref` (components) to the object it names."""
     while isinstance(node, dict) and "$ref" in node:
         target: Any = document()
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
+        for part in ref_parts(node["$ref"]):
+            target = target[part]
         node = target
     return node
 
 
+def located(node: Any, where: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
+    """(pointer parts, object) of a node that may be a `$ref` to a component."""
+    if isinstance(node, dict) and "$ref" in node:
+        return ref_parts(node["$ref"]), resolve(node)
+    return where, node
+
+
 def cat_jpeg() -> bytes:
     """The real photo the document's examples carry (a small JPEG of sample_images/chelsea.png)."""
-    content = resolve({"$ref": "#/components/examples/CatJson"})["value"]["requests"][0]
+    content = resolve({"$ref": "#/components/examples/Cat"})["value"]["requests"][0]
     return base64.b64decode(content["image"]["content"])
+
+
+def schemas() -> dict[str, Any]:
+    found: dict[str, Any] = document()["components"]["schemas"]
+    return found
 
 
 # ------------------------------------------------------------------------------- the document
@@ -105,6 +132,36 @@ def cat_jpeg() -> bytes:
 def test_document_is_valid_openapi_3_1() -> None:
     assert document()["openapi"] == "3.1.0"
     validate(document(), cls=OpenAPIV31SpecValidator)
+
+
+def test_committed_document_is_the_build() -> None:
+    # `make test` also runs `scripts/build_openapi.py --check`; this says the same in pytest.
+    built = build_openapi.render(build_openapi.build())
+    assert OPENAPI_PATH.read_text(encoding="utf-8") == built, (
+        "openapi.json is stale: run .venv/bin/python scripts/build_openapi.py"
+    )
+
+
+def test_check_fails_with_a_diff_on_a_stale_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = tmp_path / "openapi.json"
+    stale.write_text(OPENAPI_PATH.read_text(encoding="utf-8").replace("3.1.0", "3.1.1", 1))
+    assert build_openapi.main(["--check", "--output", str(stale)]) == 1
+    out = capsys.readouterr().out
+    assert '-  "openapi": "3.1.1",' in out
+    assert '+  "openapi": "3.1.0",' in out
+    assert "differs from the build (+1 -1 lines)" in out
+    assert build_openapi.main(["--output", str(stale)]) == 0  # writes the build
+    assert build_openapi.main(["--check", "--output", str(stale)]) == 0
+    assert stale.read_bytes() == OPENAPI_PATH.read_bytes()
+
+
+def test_the_example_photo_is_in_the_document_once() -> None:
+    text = OPENAPI_PATH.read_text(encoding="utf-8")
+    photo = base64.b64encode(cat_jpeg()).decode("ascii")
+    assert text.count(photo[:64]) == 1
+    assert cv2.imdecode(np.frombuffer(cat_jpeg(), np.uint8), cv2.IMREAD_COLOR) is not None
 
 
 def schema_validator(schema_pointer: str) -> Any:
@@ -119,18 +176,12 @@ def media_examples() -> Iterator[tuple[str, str, Any]]:
     """(where, schema pointer, example value) for every example of every media type."""
     for path, method, operation in operations():
         contents: list[tuple[tuple[str, ...], dict[str, Any]]] = []
-        body = resolve(operation.get("requestBody", {}))
-        for media_type in body.get("content", {}):
-            where: tuple[str, ...] = ("paths", path, method, "requestBody", "content", media_type)
-            contents.append((where, body["content"][media_type]))
-        for status, response in operation["responses"].items():
-            response_pointer: tuple[str, ...] = ("paths", path, method, "responses", status)
-            if "$ref" in response:
-                response_pointer = tuple(response["$ref"].removeprefix("#/").split("/"))
-            response = resolve(response)
-            for media_type in response.get("content", {}):
-                where = (*response_pointer, "content", media_type)
-                contents.append((where, response["content"][media_type]))
+        bodies = [(operation["requestBody"], "requestBody")] if "requestBody" in operation else []
+        responses = [(r, "responses", s) for s, r in operation["responses"].items()]
+        for node, *key in [*bodies, *responses]:
+            where, body = located(node, ("paths", path, method, *key))
+            for media_type in body.get("content", {}):
+                contents.append(((*where, "content", media_type), body["content"][media_type]))
         for where, media in contents:
             label = f"{method.upper()} {path} {' '.join(where[-3:])}"
             schema_at = pointer(*where, "schema")
@@ -143,14 +194,14 @@ def media_examples() -> Iterator[tuple[str, str, Any]]:
 def test_examples_match_their_schemas() -> None:
     checked = 0
     for where, schema_at, value in media_examples():
-        errors = [e.message[:300] for e in schema_validator(schema_at).iter_errors(value)]
-        assert not errors, f"{where}: {errors}"
+        problems = [e.message[:300] for e in schema_validator(schema_at).iter_errors(value)]
+        assert not problems, f"{where}: {problems}"
         checked += 1
-    for name, schema in document()["components"]["schemas"].items():
+    for name, schema in schemas().items():
         for index, value in enumerate(schema.get("examples", [])):
             validator = schema_validator(pointer("components", "schemas", name))
-            errors = [e.message[:300] for e in validator.iter_errors(value)]
-            assert not errors, f"components/schemas/{name} examples[{index}]: {errors}"
+            problems = [e.message[:300] for e in validator.iter_errors(value)]
+            assert not problems, f"components/schemas/{name} examples[{index}]: {problems}"
             checked += 1
     assert checked >= 15
 
@@ -199,7 +250,7 @@ def test_every_route_is_documented_and_nothing_else(
     assert sorted(documented - set(app_routes)) == [], "documented but not served"
 
 
-def test_path_parameters_are_declared(app_routes: dict[tuple[str, str], str]) -> None:
+def test_path_parameters_are_declared() -> None:
     for path, method, operation in operations():
         declared = {
             p["name"]
@@ -209,55 +260,195 @@ def test_path_parameters_are_declared(app_routes: dict[tuple[str, str], str]) ->
         assert declared == set(re.findall(r"{([^}]+)}", path)), f"{method.upper()} {path}"
 
 
-def test_public_operations_are_exactly_the_public_endpoints(
-    app_routes: dict[tuple[str, str], str],
-) -> None:
-    public = {(p, m) for p, m, operation in operations() if operation.get("security") == []}
-    public_endpoints = {route.endpoint for route in serve_http.ROUTES if route.public}
-    expected = {key for key, endpoint in app_routes.items() if endpoint in public_endpoints}
-    assert public == expected
-    schemes = set(document()["components"]["securitySchemes"])
-    assert {next(iter(s)) for s in document()["security"]} == schemes
-    assert len(schemes) == 4
-
-
-def all_subclasses(cls: type[errors.ApiError]) -> Iterator[type[errors.ApiError]]:
-    yield cls
-    for subclass in cls.__subclasses__():
-        yield from all_subclasses(subclass)
-
-
-def test_error_reasons_and_statuses_are_documented() -> None:
-    schemas = document()["components"]["schemas"]
-    reasons = set(schemas["ErrorReason"]["enum"])
-    statuses = set(schemas["GoogleStatusName"]["enum"])
-    error_classes = list(all_subclasses(errors.ApiError))
-    assert {c.code for c in error_classes} <= reasons
-    assert {google.STATUS_BY_HTTP[c.status][0] for c in error_classes} <= statuses
-    documented_http = {int(s) for _, _, op in operations() for s in op["responses"]}
-    assert {c.status for c in error_classes} - {404, 405} <= documented_http
-    assert {"NotFound", "MethodNotAllowed"} <= set(document()["components"]["responses"])
-
-
-def test_limits_match_the_configuration_defaults() -> None:
-    schemas = document()["components"]["schemas"]
-    for name in ("DetectJsonRequest", "GoogleBatchAnnotateImagesRequest"):
-        assert schemas[name]["properties"]["requests"]["maxItems"] == DEFAULT_MAX_IMAGES
-    assert (
-        str(DEFAULT_MAX_BODY_BYTES)
-        in document()["components"]["responses"]["PayloadTooLarge"]["content"]["application/json"][
-            "example"
-        ]["error"]["message"]
-    )
-
-
 def test_served_document_is_this_file(config: ServiceConfig) -> None:
     app = serve_http.create_app(config, FakeDetector())
     with app.test_client() as client:
         response = client.get("/openapi.json")  # no token: the contract is public
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert response.get_json() == document()
+    assert response.data == OPENAPI_PATH.read_bytes()
+
+
+# ----------------------------------------------------------- the builder used the code's tables
+
+ROUTE_CASES = [
+    pytest.param(route, id=f"{route.methods[0]} {route.rule}") for route in serve_http.ROUTES
+]
+
+
+@pytest.mark.parametrize("route", ROUTE_CASES)
+def test_each_operation_has_its_routes_security_and_error_shape(route: serve_http.Route) -> None:
+    path = build_openapi.openapi_path(route.rule)
+    operation = document()["paths"][path][route.methods[0].lower()]
+    if route.public:
+        assert operation["security"] == []
+        assert "401" not in operation["responses"]
+    else:
+        assert "security" not in operation  # the document's: any one of the token schemes
+        assert "401" in operation["responses"]
+    shape = "DeepStackError" if route.error_body is deepstack.error_body else "ErrorEnvelope"
+    for status, response in operation["responses"].items():
+        if not status.startswith("2"):
+            schema = resolve(response)["content"]["application/json"]["schema"]
+            assert schema == {"$ref": f"#/components/schemas/{shape}"}, status
+
+
+def test_error_reason_enum_is_the_error_codes() -> None:
+    assert schemas()["ErrorReason"]["enum"] == [cls.code for cls in errors.error_classes()]
+
+
+def test_google_status_enum_is_googles_status_table() -> None:
+    names = {name for name, _ in google.STATUS_BY_HTTP.values()} | {google.UNKNOWN_STATUS[0]}
+    assert set(schemas()["GoogleStatusName"]["enum"]) == names
+
+
+def test_feature_type_enum_is_googles_table() -> None:
+    by_name, by_number = schemas()["GoogleFeatureType"]["anyOf"]
+    assert by_name["enum"] == [google.FEATURE_TYPES[n] for n in sorted(google.FEATURE_TYPES)]
+    assert by_number["enum"] == sorted(google.FEATURE_TYPES)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [pytest.param(s, id=str(s)) for s in sorted({c.status for c in errors.error_classes()})],
+)
+def test_every_error_status_has_a_response_rendered_by_the_service(status: int) -> None:
+    # Each example is the envelope that google.error_envelope writes for an error of that class.
+    responses = document()["components"]["responses"]
+    examples = [
+        r["content"]["application/json"]["example"]["error"]
+        for r in responses.values()
+        if r["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorEnvelope")
+    ]
+    found = [e for e in examples if e["code"] == status]
+    assert found
+    codes = {cls.code: cls for cls in errors.error_classes()}
+    for example in found:
+        assert codes[example["reason"]].status == status
+        assert example["status"] == google.STATUS_BY_HTTP[status][0]
+
+
+@pytest.mark.parametrize(
+    "parameter", [pytest.param(p, id=p.attribute) for p in utils_serve.PARAMETERS]
+)
+def test_parameter_schemas_come_from_the_parameter_table(
+    parameter: utils_serve.Parameter,
+) -> None:
+    schema = schemas()[build_openapi.camel(parameter.attribute)]
+    assert schema["type"] == ("integer" if parameter.kind is int else "number")
+    assert (schema["minimum"], schema["maximum"]) == (parameter.low, parameter.high)
+    assert schema["default"] == getattr(DetectionParams(), parameter.attribute)
+    ref = {"$ref": f"#/components/schemas/{build_openapi.camel(parameter.attribute)}"}
+    features = schemas()["Thresholds"]["properties"]
+    for spelling in parameter.spellings:  # every spelling of a JSON feature
+        assert {**features[spelling], "description": ""} == {**ref, "description": ""}
+    query = document()["components"]["parameters"][f"Query_{parameter.spellings[0]}"]
+    assert query["schema"] == ref
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        pytest.param(
+            ("schemas", "DetectJsonRequest", "properties", "requests", "maxItems"),
+            DEFAULT_MAX_IMAGES,
+            id="json-requests",
+        ),
+        pytest.param(
+            ("schemas", "GoogleBatchAnnotateImagesRequest", "properties", "requests", "maxItems"),
+            DEFAULT_MAX_IMAGES,
+            id="google-requests",
+        ),
+        pytest.param(
+            ("schemas", "DetectMultipartRequest", "properties", "image", "maxItems"),
+            DEFAULT_MAX_IMAGES,
+            id="multipart-images",
+        ),
+        pytest.param(
+            ("schemas", "DetectFormRequest", "properties", "images", "maxItems"),
+            DEFAULT_MAX_IMAGES,
+            id="form-images",
+        ),
+        pytest.param(
+            ("schemas", "DeepStackRequest", "properties", "min_confidence", "default"),
+            deepstack.DEFAULTS.score_threshold,
+            id="deepstack-confidence",
+        ),
+    ],
+)
+def test_limits_and_defaults_come_from_the_code(where: tuple[str, ...], value: object) -> None:
+    node: Any = document()["components"]
+    for part in where:
+        node = node[part]
+    assert node == value
+
+
+def test_payload_too_large_example_names_the_body_limit() -> None:
+    for name in ("PayloadTooLarge", "DeepStackPayloadTooLarge"):
+        example = document()["components"]["responses"][name]["content"]["application/json"]
+        assert str(DEFAULT_MAX_BODY_BYTES) in json.dumps(example["example"]), name
+
+
+# The builder refuses fragments that do not fit the code: each case breaks a copy of them.
+Breakage = Callable[[dict[str, Any]], None]
+
+
+def _describe_unserved_route(fragments: dict[str, Any]) -> None:
+    operations = fragments["native.json"]["operations"]
+    operations["/v1/detect/extra"] = copy.deepcopy(operations["/v1/detect"])
+
+
+def _forget_a_served_route(fragments: dict[str, Any]) -> None:
+    del fragments["service.json"]["operations"]["/healthz"]
+
+
+def _name_an_unknown_error(fragments: dict[str, Any]) -> None:
+    fragments["native.json"]["operations"]["/v1/models"]["get"]["x-errors"].append("teapot")
+
+
+def _misspell_a_placeholder(fragments: dict[str, Any]) -> None:
+    schema = fragments["native.json"]["components"]["schemas"]["DetectJsonRequest"]
+    schema["properties"]["requests"]["maxItems"] = "{{max_image}}"
+
+
+def _define_a_schema_twice(fragments: dict[str, Any]) -> None:
+    schema = fragments["service.json"]["components"]["schemas"]["Health"]
+    fragments["native.json"]["components"]["schemas"]["Health"] = schema
+
+
+def _describe_a_parameter_that_is_not_in_the_table(fragments: dict[str, Any]) -> None:
+    fragments["native.json"]["parameterDescriptions"]["min_area_fraction"] = "Smallest area."
+
+
+def _refer_to_nothing(fragments: dict[str, Any]) -> None:
+    body = fragments["google.json"]["components"]["requestBodies"]["GoogleBatch"]
+    body["content"]["application/json"]["schema"]["$ref"] = "#/components/schemas/Nothing"
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        pytest.param(_describe_unserved_route, "not served", id="unserved-route"),
+        pytest.param(
+            _forget_a_served_route, "no fragment describes GET /healthz", id="undescribed"
+        ),
+        pytest.param(_name_an_unknown_error, "teapot", id="unknown-error-code"),
+        pytest.param(_misspell_a_placeholder, "{{max_image}}", id="unknown-placeholder"),
+        pytest.param(_define_a_schema_twice, "Health is defined twice", id="duplicate-component"),
+        pytest.param(
+            _describe_a_parameter_that_is_not_in_the_table, "min_area_fraction", id="parameter"
+        ),
+        pytest.param(_refer_to_nothing, "#/components/schemas/Nothing", id="dangling-ref"),
+    ],
+)
+def test_builder_refuses_fragments_that_do_not_fit_the_code(
+    breakage: Breakage, message: str
+) -> None:
+    fragments = copy.deepcopy(build_openapi.load_fragments())
+    build_openapi.build(fragments)  # the copy builds before it is broken
+    breakage(fragments)
+    with pytest.raises(build_openapi.BuildError, match=re.escape(message)):
+        build_openapi.build(fragments)
 
 
 # ---------------------------------------------------------------------- the fuzz, live server
