@@ -24,6 +24,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from auth import check_token, client_address, open_route_allowed, presented_token
 from config import DEFAULT_OWNER, OPEN_ROUTES_OWNER, ServiceConfig, load_config
@@ -44,6 +45,7 @@ from utils_serve import (
     ImageTask,
     detect_one,
     input_kind,
+    is_integer_text,
     is_json_mimetype,
     parse_json_body,
     read_body,
@@ -217,14 +219,17 @@ def roboflow_infer_view() -> Response:
     return json_response(answers if is_list else answers[0])
 
 
-def roboflow_legacy_view(project: str, version: int) -> Response:
+def roboflow_legacy_view(model: str, model_version: str) -> Response:
     """Roboflow's v0 `/<project>/<version>`: a base64 body whatever its Content-Type."""
     state = _state()
-    state.registry.resolve(project)
+    state.registry.resolve(model)
+    if not is_integer_text(model_version):
+        # Any text in the rule, so that a bad version is answered in Roboflow's shape.
+        raise BadRequest(f"the model version must be a number, got {model_version[:20]!r}")
     is_multipart = request.mimetype == "multipart/form-data"
     body = b"" if is_multipart else _body()
     task, want_picture = roboflow.parse_legacy(
-        project, body, request.files, request.args, state.registry
+        model, body, request.files, request.args, state.registry
     )
     max_pixels = state.config.max_image_pixels
     if want_picture:
@@ -433,7 +438,7 @@ ROUTES: tuple[Route, ...] = (
     # v0 sends the key in the query only; its body (base64, often as a urlencoded "form") is
     # the image and must reach the view unparsed.
     Route(
-        "/<project>/<int:version>",
+        "/<legacy_model:model>/<model_version>",
         "roboflow_legacy",
         ("POST",),
         roboflow_legacy_view,
@@ -490,7 +495,27 @@ ROUTES: tuple[Route, ...] = (
 ROUTE_BY_ENDPOINT: Mapping[str, Route] = {route.endpoint: route for route in reversed(ROUTES)}
 
 
+def legacy_model_converter(routes: tuple[Route, ...]) -> type[BaseConverter]:
+    """The `<model>` of Roboflow's `/<model>/<version>`: any segment but the first segment of
+    another route, so that `POST /v1/models` stays a 405 and `/model/x` a 404, rather than
+    a legacy call for a model named `v1` or `model`."""
+    reserved = sorted(
+        {
+            route.rule.strip("/").split("/")[0]
+            for route in routes
+            if route.rule.strip("/") and not route.rule.strip("/").startswith("<")
+        }
+    )
+    pattern = "(?!(?:" + "|".join(re.escape(word) for word in reserved) + ")(?![^/]))[^/]+"
+
+    class LegacyModelConverter(BaseConverter):
+        regex = pattern
+
+    return LegacyModelConverter
+
+
 def _register_routes(app: Flask) -> None:
+    app.url_map.converters["legacy_model"] = legacy_model_converter(ROUTES)
     for route in ROUTES:
         app.add_url_rule(route.rule, route.endpoint, route.view, methods=list(route.methods))
 

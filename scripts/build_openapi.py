@@ -22,8 +22,9 @@ virtual environment's python). What comes from where:
   DEFAULT_MAX_IMAGE_PIXELS), `native.ACCEPTABLE` and `native.MAX_SIDE_RANGE`,
   `deepstack.DEFAULTS` and `deepstack.KEY_FIELD`.
 - prose and examples: the fragments. There is one per dialect module (openapi/native.json,
-  google.json, deepstack.json) and openapi/service.json for what belongs to none (the
-  document's info, security schemes, headers, the probes and the service-wide error envelope).
+  google.json, deepstack.json, roboflow.json, kserve.json, doods.json) and
+  openapi/service.json for what belongs to none (the document's info, security schemes,
+  headers, the probes and the service-wide error envelope).
   The layout follows `dialects/`: a fragment describes what its module parses and renders, so
   a change to a protocol touches its module and its fragment, and a new protocol is a module,
   its lines in the route table and one fragment. Each example is written once, in the
@@ -78,12 +79,20 @@ import errors
 import serve_http
 import utils_serve
 from detection_types import DetectionParams
-from dialects import deepstack, google, native
+from dialects import deepstack, google, native, roboflow
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = REPO_ROOT / "openapi.json"
 FRAGMENTS_DIR = REPO_ROOT / "openapi"
-FRAGMENTS = ("service.json", "native.json", "google.json", "deepstack.json")
+FRAGMENTS = (
+    "service.json",
+    "native.json",
+    "google.json",
+    "deepstack.json",
+    "roboflow.json",
+    "kserve.json",
+    "doods.json",
+)
 # Every path takes the caller's request id (serve_http's before_request hook reads it) and
 # every response carries one.
 REQUEST_ID_PARAMETER = {"$ref": "#/components/parameters/RequestId"}
@@ -218,6 +227,10 @@ def placeholders() -> dict[str, Json]:
         "public_paths": public_paths(),
         "deepstack_key_field": deepstack.KEY_FIELD,
         "deepstack_score_threshold": deepstack.DEFAULTS.score_threshold,
+        "deepstack_max_predictions": config.DEFAULT_DEEPSTACK_MAX_PREDICTIONS,
+        "roboflow_confidence": roboflow.DEFAULTS.score_threshold,
+        "roboflow_iou": roboflow.DEFAULTS.nms_iou_threshold,
+        "roboflow_max_detections": roboflow.DEFAULTS.max_results,
         "score_threshold_low": number(parameter("score_threshold").low),
         "score_threshold_high": number(parameter("score_threshold").high),
         "score_threshold_default": defaults.score_threshold,

@@ -783,3 +783,20 @@ def test_doods_errors(client: FlaskClient, body: dict[str, Any], status: int) ->
 def test_doods_key_header(client: FlaskClient) -> None:
     assert client.get("/detectors").status_code == 401
     assert client.get("/detectors", headers={"doods-auth-key": "wrong"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "shape"),
+    [
+        ("POST", f"/fake/x1?api_key={TOKEN}", 400, "message"),  # a bad version: Roboflow's shape
+        ("POST", "/v1/models", 405, "error"),  # another route's first segment is no model name
+        ("POST", "/model/registry", 405, "error"),
+        ("POST", "/infer/other", 404, "error"),
+    ],
+)
+def test_roboflow_legacy_route_leaves_the_other_routes_alone(
+    client: FlaskClient, method: str, path: str, status: int, shape: str
+) -> None:
+    response = client.open(path, method=method, data=b64(IMAGE), headers=AUTH)
+    assert response.status_code == status
+    assert shape in response.get_json()
