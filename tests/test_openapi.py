@@ -272,7 +272,7 @@ def test_served_document_is_this_file(config: ServiceConfig) -> None:
 # ----------------------------------------------------------- the builder used the code's tables
 
 # Each dialect's error body and the schema its error responses have (else Google's envelope).
-ERROR_SCHEMAS = {
+ERROR_SCHEMAS: dict[Callable[[errors.ApiError], dict[str, Any]], str] = {
     deepstack.error_body: "DeepStackError",
     roboflow.error_body: "RoboflowError",
     kserve.error_body: "KServeError",
