@@ -42,7 +42,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT, SHARED_IMAGES, shared_image
+from tests.helpers import REPO_ROOT, SHARED_IMAGES, shared_image
 from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = pytest.mark.e2e
