@@ -78,6 +78,7 @@ COPY auth.py \
     utils_serve.py \
     ./
 COPY dialects/ dialects/
+COPY compat/ compat/
 
 # Run as an unprivileged user that owns nothing: the code and the model stay root-owned and
 # read-only to it; the only writable place is /tmp (world-writable in the base image, and where

@@ -14,6 +14,9 @@ from functools import cached_property
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+# pyproject.toml's [project] version (a test checks that they agree); the protocols that report
+# a server version (Roboflow's /info, KServe's /v2) say this one.
+SERVICE_VERSION = "0.1.0"
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_IMAGES = 16

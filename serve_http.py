@@ -22,11 +22,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from auth import check_token, client_address, open_route_allowed, presented_token
+from compat.routes import (
+    deepstack_custom_list_view,
+    deepstack_detection_view,
+    deepstack_listmodels_view,
+    deepstack_ping_view,
+    doods_detect_view,
+    doods_detectors_view,
+    json_response,
+    kserve_infer_view,
+    kserve_live_view,
+    kserve_model_metadata_view,
+    kserve_model_ready_view,
+    kserve_ready_view,
+    kserve_server_metadata_view,
+    request_body,
+    roboflow_add_view,
+    roboflow_infer_view,
+    roboflow_info_view,
+    roboflow_legacy_view,
+    roboflow_registry_view,
+    service_state,
+)
 from config import DEFAULT_OWNER, OPEN_ROUTES_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
 from dialects import deepstack, doods, google, kserve, native, roboflow
@@ -40,12 +62,10 @@ from errors import (
     UnknownModel,
     UnsupportedMediaType,
 )
-from registry import DetectorLike, ModelRegistry, load_registry
+from registry import DetectorLike, ModelRegistry, ServiceState, load_registry
 from utils_serve import (
     ImageTask,
-    detect_one,
     input_kind,
-    is_integer_text,
     is_json_mimetype,
     parse_json_body,
     read_body,
@@ -57,9 +77,6 @@ from utils_serve import (
 logger = logging.getLogger("detection_service")
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
-# pyproject.toml's [project] version (tests check that they agree); protocols that report a
-# server version (Roboflow's /info, KServe's /v2) say this one.
-SERVICE_VERSION = "0.1.0"
 # Multipart bodies: at most this many parts (16 images and their fields fit many times over).
 MAX_FORM_PARTS = 256
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -72,22 +89,6 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 }
 
 
-@dataclass(frozen=True)
-class ServiceState:
-    config: ServiceConfig
-    registry: ModelRegistry
-    # Who answers: CodeProject.AI's `processedBy`; a stable id of it for Roboflow's /info.
-    server_name: str = "localhost"
-    server_id: str = ""
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    """A JSON answer; its body is one bytes object, so it goes out with a Content-Length
-    (never chunked), which DeepStack's and Triton's clients rely on."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return Response(body, status=status, mimetype="application/json")
-
-
 def configure_logging(level: str) -> None:
     """One handler on the service's logger; gunicorn's own loggers are left alone."""
     logger.setLevel(level)
@@ -95,15 +96,6 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
-
-
-def _state() -> ServiceState:
-    state: ServiceState = current_app.extensions["detection_service"]
-    return state
-
-
-def _body() -> bytes:
-    return read_body(request.stream, request.content_length, _state().config.max_body_bytes)
 
 
 # --- Views
@@ -118,16 +110,16 @@ def _native_tasks(state: ServiceState) -> list[ImageTask | ApiError]:
         DetectionParams(),
     )
     if kind == "json":
-        payload = parse_json_body(_body())
+        payload = parse_json_body(request_body())
         return google.parse_batch(payload, limit, registry, defaults, google.first_feature)
     if kind == "raw":
-        return task_from_raw(_body(), request.args, registry, defaults)
+        return task_from_raw(request_body(), request.args, registry, defaults)
     return tasks_from_form(request.files, request.form, request.args, limit, registry, defaults)
 
 
 def detect_view() -> Response:
     """Our route: JSON, multipart, form or raw image by Content-Type; JSON or a picture out."""
-    state = _state()
+    state = service_state()
     accepted = request.accept_mimetypes.best_match(native.ACCEPTABLE)
     output = native.requested_output(request.args, accepted)
     tasks = _native_tasks(state)
@@ -143,168 +135,14 @@ def detect_view() -> Response:
 
 def google_annotate_view(project: str | None = None, location: str | None = None) -> Response:
     """Google Cloud Vision's images:annotate for OBJECT_LOCALIZATION."""
-    state = _state()
+    state = service_state()
     google.require_json(request.mimetype)
     limit = state.config.max_images_per_request
-    tasks = google.parse_batch(parse_json_body(_body()), limit, state.registry, DetectionParams())
+    tasks = google.parse_batch(
+        parse_json_body(request_body()), limit, state.registry, DetectionParams()
+    )
     outcomes = run_tasks(tasks, state.registry, state.config.max_image_pixels)
     return json_response(google.responses(outcomes, state.registry))
-
-
-def _deepstack_facts(state: ServiceState) -> deepstack.ServerFacts:
-    started = g.get("started") or time.perf_counter()
-    return deepstack.ServerFacts(
-        processed_by=state.server_name,
-        request_id=g.get("request_id") or "",
-        round_trip_ms=(time.perf_counter() - started) * 1000,
-    )
-
-
-def deepstack_detection_view(model: str | None = None) -> Response:
-    """DeepStack / CodeProject.AI object detection, with the default or a named model."""
-    state = _state()
-    if model is not None:
-        state.registry.resolve(model)
-    deepstack.require_form(request.mimetype)
-    task = deepstack.parse_task(request.files, request.form, request.args, state.registry, model)
-    _, result = detect_one(task, state.registry, state.config.max_image_pixels)
-    info = state.registry.detector(task.model).info
-    command = "detect" if model is None else "custom"
-    limit = state.config.deepstack_max_predictions
-    return json_response(deepstack.response(result, info, limit, _deepstack_facts(state), command))
-
-
-def deepstack_custom_list_view() -> Response:
-    state = _state()
-    return json_response(deepstack.custom_list(state.registry, _deepstack_facts(state)))
-
-
-def deepstack_listmodels_view() -> Response:
-    return json_response(deepstack.list_models(_state().registry))
-
-
-def deepstack_ping_view() -> Response:
-    return json_response(deepstack.ping())
-
-
-# --- Roboflow
-
-
-def roboflow_info_view() -> Response:
-    return json_response(roboflow.server_info(SERVICE_VERSION, _state().server_id))
-
-
-def roboflow_registry_view() -> Response:
-    state = _state()
-    return json_response(
-        roboflow.registry_listing(state.registry, state.config.max_images_per_request)
-    )
-
-
-def roboflow_add_view() -> Response:
-    state = _state()
-    model_id = roboflow.model_to_add(parse_json_body(_body()), state.registry)
-    limit = state.config.max_images_per_request
-    return json_response(roboflow.registry_listing(state.registry, limit, also=model_id))
-
-
-def roboflow_infer_view() -> Response:
-    state = _state()
-    google.require_json(request.mimetype)
-    limit, max_pixels = state.config.max_images_per_request, state.config.max_image_pixels
-    tasks, is_list, visualize = roboflow.parse_infer(
-        parse_json_body(_body()), state.registry, limit
-    )
-    answers = [roboflow.answer(task, state.registry, max_pixels, visualize) for task in tasks]
-    return json_response(answers if is_list else answers[0])
-
-
-def roboflow_legacy_view(model: str, model_version: str) -> Response:
-    """Roboflow's v0 `/<project>/<version>`: a base64 body whatever its Content-Type."""
-    state = _state()
-    state.registry.resolve(model)
-    if not is_integer_text(model_version):
-        # Any text in the rule, so that a bad version is answered in Roboflow's shape.
-        raise BadRequest(f"the model version must be a number, got {model_version[:20]!r}")
-    is_multipart = request.mimetype == "multipart/form-data"
-    body = b"" if is_multipart else _body()
-    task, want_picture = roboflow.parse_legacy(
-        model, body, request.files, request.args, state.registry
-    )
-    max_pixels = state.config.max_image_pixels
-    if want_picture:
-        picture = roboflow.legacy_picture(task, state.registry, max_pixels)
-        return Response(picture, mimetype="image/jpeg")
-    return json_response(roboflow.answer(task, state.registry, max_pixels, visualize=False))
-
-
-# --- KServe V2 / Open Inference Protocol
-
-
-def kserve_live_view() -> Response:
-    return json_response(kserve.live())
-
-
-def kserve_ready_view() -> Response:
-    registry = _state().registry
-    return json_response(kserve.ready(registry), 200 if registry.ready else 503)
-
-
-def kserve_server_metadata_view() -> Response:
-    return json_response(kserve.server_metadata(SERVICE_VERSION))
-
-
-def kserve_model_metadata_view(model: str, version: str | None = None) -> Response:
-    registry = _state().registry
-    name = kserve.resolve_model(model, version, registry)
-    return json_response(kserve.model_metadata(registry.detector(name).info))
-
-
-def kserve_model_ready_view(model: str, version: str | None = None) -> Response:
-    registry = _state().registry
-    detector = registry.detector(kserve.resolve_model(model, version, registry))
-    return json_response(
-        kserve.model_ready(detector.info, detector.ready), 200 if detector.ready else 503
-    )
-
-
-def kserve_infer_view(model: str, version: str | None = None) -> Response:
-    """V2 inference; the body is JSON, or JSON then binary data (Triton's extension). The
-    Content-Type is not looked at: tritonclient sends none."""
-    state = _state()
-    name = kserve.resolve_model(model, version, state.registry)
-    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
-        raise UnsupportedMediaType("compressed request bodies are not supported: send them plain")
-    parsed = kserve.parse_infer(
-        _body(),
-        request.headers.get(kserve.HEADER_LENGTH),
-        name,
-        state.registry,
-        state.config.max_images_per_request,
-    )
-    outcomes = run_tasks(parsed.tasks, state.registry, state.config.max_image_pixels)
-    encoded = kserve.infer_response(parsed, outcomes, state.registry)
-    if encoded.header_length is None:
-        return Response(encoded.body, mimetype="application/json")
-    response = Response(encoded.body, mimetype="application/octet-stream")
-    response.headers[kserve.HEADER_LENGTH] = str(encoded.header_length)
-    return response
-
-
-# --- DOODS
-
-
-def doods_detectors_view() -> Response:
-    return json_response(doods.detectors(_state().registry))
-
-
-def doods_detect_view() -> Response:
-    state = _state()
-    google.require_json(request.mimetype)
-    parsed = doods.parse_detect(parse_json_body(_body()), state.registry)
-    _, result = detect_one(parsed.task, state.registry, state.config.max_image_pixels)
-    info = state.registry.detector(parsed.task.model).info
-    return json_response(doods.response(parsed, result, info))
 
 
 def openapi_view() -> Response:
@@ -316,18 +154,18 @@ def healthz_view() -> Response:
 
 
 def readyz_view() -> Response:
-    registry = _state().registry
+    registry = service_state().registry
     if not registry.ready:
         raise ServiceUnavailable("the models are not loaded yet")
     return json_response({"status": "ready", "model": registry.default, "models": registry.names})
 
 
 def models_view() -> Response:
-    return json_response(native.models_listing(_state().registry))
+    return json_response(native.models_listing(service_state().registry))
 
 
 def model_view(name: str) -> Response:
-    registry = _state().registry
+    registry = service_state().registry
     if name not in registry.detectors:
         raise UnknownModel(f"no model {name[:80]!r}; this service has {', '.join(registry.names)}")
     return json_response(
@@ -564,7 +402,7 @@ def _register_hooks(app: Flask) -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        state = _state()
+        state = service_state()
         if (request.content_length or 0) > state.config.max_body_bytes:
             raise PayloadTooLarge(
                 f"request body is larger than the limit of {state.config.max_body_bytes} bytes"

@@ -344,7 +344,9 @@ def aitool_bind(answer: dict[str, Any]) -> list[tuple[str, int, int, int, int]]:
     ]
 
 
-@pytest.mark.parametrize("nvr", ["Blue Iris", "Agent DVR", "AITool"])
+@pytest.mark.parametrize(
+    "nvr", ["Blue Iris", "Agent DVR", "AITool"], ids=["blue-iris", "agent-dvr", "aitool"]
+)
 def test_nvrs_without_a_key(open_server: LiveServer, nvr: str) -> None:
     url = open_server.url
     models = requests.post(url + "v1/vision/custom/list", timeout=30).json()

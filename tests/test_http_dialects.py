@@ -1,6 +1,6 @@
-"""The HTTP side of the protocol dialects added for existing clients (DeepStack / CodeProject.AI complete,
-Roboflow v1 and v0, KServe V2, DOODS), through the Flask test client with the fake detector:
-request shapes, answer shapes, error shapes and where each client's key is read."""
+"""The HTTP side of the protocols added for existing clients (DeepStack / CodeProject.AI
+complete, Roboflow v1 and v0, KServe V2, DOODS), through the Flask test client with the fake
+detector: request shapes, answer shapes, error shapes and where each client's key is read."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from auth import client_address, open_route_allowed, presented_token
-from config import ConfigError, ServiceConfig, load_config
+from config import SERVICE_VERSION, ConfigError, ServiceConfig, load_config
 from detection_types import DetectionParams, DetectionResult, Detections, ImageArray
 from registry import ModelRegistry
-from serve_http import SERVICE_VERSION, create_app
+from serve_http import create_app
 from tests.helpers import AUTH, REPO_ROOT, TOKEN, FakeDetector, b64, encode_image
 
 IMAGE = encode_image(200, 100)
@@ -150,7 +150,7 @@ def test_predictions_are_capped_best_first(config: ServiceConfig) -> None:
     assert response.get_json()["count"] == 25
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("method", ["GET", "POST"], ids=["get", "post"])
 def test_model_lists(two_models: FlaskClient, method: str) -> None:
     custom = two_models.open("/v1/vision/custom/list", method=method, headers=AUTH).get_json()
     assert custom["success"] is True
@@ -159,7 +159,11 @@ def test_model_lists(two_models: FlaskClient, method: str) -> None:
     assert listed == {"success": True, "models": [{"name": "fake"}, {"name": "other"}]}
 
 
-@pytest.mark.parametrize("path", ["/v1/server/status/ping", "/v1/status/ping"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/server/status/ping", "/v1/status/ping"],
+    ids=["v1-server-status-ping", "v1-status-ping"],
+)
 def test_ping_needs_no_token(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
@@ -225,6 +229,16 @@ def test_open_routes_are_off_by_default(client: FlaskClient) -> None:
         ("10.0.0.2", "192.168.1.20, 172.16.0.5", ("10.0.0.0/24",), 401),
         ("10.0.0.2", "not-an-address", ("10.0.0.0/24",), 401),
     ],
+    ids=[
+        "inside-the-camera-network",
+        "outside-it",
+        "ipv4-peer-on-a-dual-stack-socket",
+        "10-9-9-9-192-168-1-20-401",
+        "10-0-0-2-192-168-1-20-10-0-0-0-24-200",
+        "10-0-0-2-192-168-1-20-10-0-0-7-10-0-0-0-",
+        "10-0-0-2-192-168-1-20-172-16-0-5-10-0-0-",
+        "10-0-0-2-not-an-address-10-0-0-0-24-401",
+    ],
 )
 def test_open_routes_networks_and_trusted_proxies(
     config: ServiceConfig, peer: str, forwarded: str | None, proxies: tuple[str, ...], status: int
@@ -257,6 +271,13 @@ def test_open_routes_are_logged_with_their_risk(
         ({"OPEN_ROUTES_NETWORKS": "192.168.0.0/16"}, "OPEN_ROUTES is empty"),
         ({"TRUSTED_PROXIES": "proxy.local"}, "TRUSTED_PROXIES: 'proxy.local'"),
         ({"DEEPSTACK_MAX_PREDICTIONS": "0"}, "DEEPSTACK_MAX_PREDICTIONS=0"),
+    ],
+    ids=[
+        "open-routes-roboflow-open-routes-roboflo",
+        "open-routes-deepstack-open-routes-networ",
+        "open-routes-networks-192-168-0-0-16-open",
+        "trusted-proxies-proxy-local-trusted-prox",
+        "deepstack-max-predictions-0-deepstack-ma",
     ],
 )
 def test_open_routes_config_errors_name_the_variable(environ: dict[str, str], message: str) -> None:
@@ -296,6 +317,19 @@ def test_open_routes_config_reads_networks() -> None:
         ({}, {}, {"api_key": 7}, "api_key", None),  # a JSON number is no token
         ({"Authorization": "Basic xyz"}, {}, None, None, None),
         ({}, {}, None, None, None),
+    ],
+    ids=[
+        "x-api-token-a-none-none-a",
+        "x-goog-api-key-b-none-none-b",
+        "doods",
+        "triton-kserve-roboflow",
+        "google",
+        "roboflow-s-query",
+        "deepstack-s-form-roboflow-s-json",
+        "a-route-that-names-no-body-field",
+        "a-json-number-is-no-token",
+        "authorization-basic-xyz-none-none-none",
+        "none-none-none",
     ],
 )
 def test_presented_token_sources(
@@ -381,6 +415,12 @@ def test_roboflow_infer_one_image(client: FlaskClient) -> None:
         ({"class_filter": ["person"]}, ["person"]),
         ({"max_detections": 1}, ["dog"]),
     ],
+    ids=[
+        "confidence-0-6-dog",
+        "confidence-default-dog-person",
+        "class-filter-person-person",
+        "max-detections-1-dog",
+    ],
 )
 def test_roboflow_parameters(
     client: FlaskClient, members: dict[str, Any], classes: list[str]
@@ -417,6 +457,14 @@ def test_roboflow_batch_answers_a_list_and_draws(client: FlaskClient) -> None:
         ({"model_id": "fake", "image": {"value": b64(b"nope")}}, 400, "invalid_image"),
         ({**roboflow_body(IMAGE), "confidence": 2}, 400, "invalid_parameter"),
     ],
+    ids=[
+        "model-id-nope-image-type-base64-value-b6",
+        "model-id-fake-image-type-url-value-http-",
+        "model-id-fake-400-invalid-request",
+        "model-id-fake-image-type-base64-value-40",
+        "model-id-fake-image-value-b64-b-nope-400",
+        "roboflow-body-image-confidence-2-400-inv",
+    ],
 )
 def test_roboflow_errors(client: FlaskClient, body: dict[str, Any], status: int, code: str) -> None:
     response = client.post("/infer/object_detection", json=body, headers=BEARER)
@@ -433,7 +481,9 @@ def test_roboflow_key_in_the_json_body_or_nowhere(client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/x-www-form-urlencoded", "application/json", "text/plain", None]
+    "content_type",
+    ["application/x-www-form-urlencoded", "application/json", "text/plain", None],
+    ids=["application-x-www-form-urlencoded", "application-json", "text-plain", "none"],
 )
 def test_roboflow_legacy_base64_body_whatever_its_content_type(
     client: FlaskClient, content_type: str | None
@@ -465,6 +515,12 @@ def test_roboflow_legacy_file_part_and_picture(client: FlaskClient) -> None:
         (f"/fake/1?api_key={TOKEN}&image=http://x/y.jpg", 400),
         (f"/fake/1?api_key={TOKEN}&format=svg", 400),
         ("/fake/1", 401),
+    ],
+    ids=[
+        "f-nope-1-api-key-token-404",
+        "f-fake-1-api-key-token-image-http-x-y-jp",
+        "f-fake-1-api-key-token-format-svg-400",
+        "fake-1-401",
     ],
 )
 def test_roboflow_legacy_errors(client: FlaskClient, path: str, status: int) -> None:
@@ -535,7 +591,9 @@ def outputs_of(response: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("path", "body"), [("/v2/health/live", {"live": True}), ("/v2/health/ready", {"ready": True})]
+    ("path", "body"),
+    [("/v2/health/live", {"live": True}), ("/v2/health/ready", {"ready": True})],
+    ids=["v2-health-live-live-true", "v2-health-ready-ready-true"],
 )
 def test_v2_health_is_public_json(client: FlaskClient, path: str, body: dict[str, Any]) -> None:
     response = client.get(path)
@@ -686,6 +744,17 @@ def test_v2_empty_answer_has_zero_width(client: FlaskClient) -> None:
         (v2_json(IMAGE), {"Inference-Header-Content-Length": "999999"}, 400),
         (v2_json(IMAGE), {"Content-Encoding": "gzip"}, 415),
     ],
+    ids=[
+        "v2-json-image-inputs-name-input0-shape-1",
+        "v2-json-image-inputs-name-image-shape-1-",
+        "v2-json-image-inputs-name-image-shape-2-",
+        "not-a-parameter-of-ours",
+        "v2-json-image-score-th-3-400",
+        "v2-json-image-outputs-name-boxes-400",
+        "v2-json-b-not-an-image-400",
+        "v2-json-image-inference-header-content-l",
+        "v2-json-image-content-encoding-gzip-415",
+    ],
 )
 def test_v2_infer_errors_are_error_strings(
     client: FlaskClient, payload: dict[str, Any], headers: dict[str, str], status: int
@@ -745,6 +814,13 @@ def test_doods_detectors(two_models: FlaskClient) -> None:
         ({"*": 95, "person": 40}, [("person", 50.0)]),  # a label's own threshold wins
         ({}, [("dog", 90.0), ("person", 50.0)]),  # empty: every label at the default 0.3
     ],
+    ids=[
+        "40-dog-90-0-person-50-0",
+        "60-dog-90-0",
+        "listed-labels-only-without",
+        "a-label-s-own-threshold-wins",
+        "empty-every-label-at-the-default-0-3",
+    ],
 )
 def test_doods_detect_percent_thresholds(
     client: FlaskClient, detect: dict[str, float], found: list[tuple[str, float]]
@@ -771,6 +847,14 @@ def test_doods_detect_percent_thresholds(
         ({"data": ""}, 400),
         ({"data": b64(b"nope")}, 400),
     ],
+    ids=[
+        "detector-name-nope-data-b64-image-404",
+        "data-b64-image-detect-unicorn-50-400",
+        "data-b64-image-detect-150-400",
+        "data-b64-image-regions-top-0-400",
+        "data-400",
+        "data-b64-b-nope-400",
+    ],
 )
 def test_doods_errors(client: FlaskClient, body: dict[str, Any], status: int) -> None:
     response = client.post("/detect", json=body, headers=DOODS_KEY)
@@ -792,6 +876,12 @@ def test_doods_key_header(client: FlaskClient) -> None:
         ("POST", "/v1/models", 405, "error"),  # another route's first segment is no model name
         ("POST", "/model/registry", 405, "error"),
         ("POST", "/infer/other", 404, "error"),
+    ],
+    ids=[
+        "a-bad-version-roboflow-s-shape",
+        "another-route-s-first-segment-is-no-mode",
+        "post-model-registry-405-error",
+        "post-infer-other-404-error",
     ],
 )
 def test_roboflow_legacy_route_leaves_the_other_routes_alone(
