@@ -78,6 +78,7 @@ COPY auth.py \
     utils_serve.py \
     ./
 COPY dialects/ dialects/
+COPY compat/ compat/
 COPY repository/ repository/
 
 # The image repository keeps its files (and its SQLite database, unless REPO_DB_URL names a
