@@ -77,6 +77,22 @@ class ModelRegistry:
         return self.detectors[name]
 
 
+@dataclass(frozen=True)
+class ServiceState:
+    """What one worker serves: its configuration, its models, and who it is (CodeProject.AI's
+    `processedBy`, and a stable id of it for Roboflow's `/info`)."""
+
+    config: ServiceConfig
+    models: ModelSlot
+    server_name: str = "localhost"
+    server_id: str = ""
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The worker's models; a 503 with the reason while they could not be loaded."""
+        return self.models.get()
+
+
 def load_registry(
     config: ServiceConfig, verified: Mapping[Path, Path] | None = None
 ) -> ModelRegistry:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import uuid
@@ -21,31 +22,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 import master_models
-from auth import check_token, presented_token
-from config import DEFAULT_OWNER, ServiceConfig, load_config
+from auth import check_token, client_address, open_route_allowed, presented_token
+from compat.routes import (
+    deepstack_custom_list_view,
+    deepstack_detection_view,
+    deepstack_listmodels_view,
+    deepstack_ping_view,
+    doods_detect_view,
+    doods_detectors_view,
+    json_response,
+    kserve_infer_view,
+    kserve_live_view,
+    kserve_model_metadata_view,
+    kserve_model_ready_view,
+    kserve_ready_view,
+    kserve_server_metadata_view,
+    request_body,
+    roboflow_add_view,
+    roboflow_infer_view,
+    roboflow_info_view,
+    roboflow_legacy_view,
+    roboflow_registry_view,
+    service_state,
+)
+from config import DEFAULT_OWNER, OPEN_ROUTES_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
-from dialects import deepstack, google, native
+from dialects import deepstack, doods, google, kserve, native, roboflow
 from errors import (
     ApiError,
     BadRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RangeNotSatisfiable,
     ServiceUnavailable,
-    Unauthenticated,
     UnknownModel,
     UnsupportedMediaType,
 )
-from image_io import PixelBudget
-from registry import DetectorLike, ModelRegistry, ModelSlot, load_registry
+from registry import DetectorLike, ModelRegistry, ModelSlot, ServiceState, load_registry
+from repository import routes as repository_routes
+from repository.service import Repository
 from utils_serve import (
     ImageTask,
-    detect_in_full,
     input_kind,
+    is_json_mimetype,
     params_from_fields,
     parse_json_body,
     read_body,
@@ -66,23 +91,8 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
     405: MethodNotAllowed,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
+    416: RangeNotSatisfiable,
 }
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    config: ServiceConfig
-    models: ModelSlot
-
-    @property
-    def registry(self) -> ModelRegistry:
-        """The worker's models; a 503 with the reason while they could not be loaded."""
-        return self.models.get()
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return Response(body, status=status, mimetype="application/json")
 
 
 def configure_logging(level: str) -> None:
@@ -92,18 +102,6 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
-
-
-def _state() -> ServiceState:
-    state: ServiceState = current_app.extensions["detection_service"]
-    return state
-
-
-def _body() -> bytes:
-    body: bytes | None = g.get("body")
-    if body is None:
-        body = read_body(request.stream, request.content_length, _state().config.max_body_bytes)
-    return body
 
 
 # --- Views
@@ -121,16 +119,16 @@ def _native_tasks(state: ServiceState) -> list[ImageTask | ApiError]:
         # Query parameters are the defaults of every element (a feature's own win), so they
         # are checked like in the other forms, never silently ignored.
         _, defaults = params_from_fields(request.args, {}, defaults, registry)
-        payload = parse_json_body(_body())
+        payload = parse_json_body(request_body())
         return google.parse_batch(payload, limit, registry, defaults, google.first_feature)
     if kind == "raw":
-        return task_from_raw(_body(), request.args, registry, defaults)
+        return task_from_raw(request_body(), request.args, registry, defaults)
     return tasks_from_form(request.files, request.form, request.args, limit, registry, defaults)
 
 
 def detect_view() -> Response:
     """Our route: JSON, multipart, form or raw image by Content-Type; JSON or a picture out."""
-    state = _state()
+    state = service_state()
     accepted = request.accept_mimetypes.best_match(native.ACCEPTABLE)
     output = native.requested_output(request.args, accepted)
     tasks = _native_tasks(state)
@@ -148,24 +146,16 @@ def detect_view() -> Response:
 
 def google_annotate_view(project: str | None = None, location: str | None = None) -> Response:
     """Google Cloud Vision's images:annotate for OBJECT_LOCALIZATION."""
-    state = _state()
+    state = service_state()
     google.check_resource_ids(project=project, location=location)
     google.require_json(request.mimetype)
     limit = state.config.max_images_per_request
-    tasks = google.parse_batch(parse_json_body(_body()), limit, state.registry, DetectionParams())
+    tasks = google.parse_batch(
+        parse_json_body(request_body()), limit, state.registry, DetectionParams()
+    )
     config = state.config
     outcomes = run_tasks(tasks, state.registry, config.max_image_pixels, config.max_request_pixels)
     return json_response(google.responses(outcomes, state.registry))
-
-
-def deepstack_detection_view() -> Response:
-    """DeepStack / CodeProject.AI object detection."""
-    state = _state()
-    deepstack.require_form(request.mimetype)
-    task = deepstack.parse_task(request.files, request.form, request.args, state.registry)
-    budget = PixelBudget(state.config.max_request_pixels)
-    result = detect_in_full(task, state.registry, state.config.max_image_pixels, budget)
-    return json_response(deepstack.response(result, state.registry.detector(task.model).info))
 
 
 def openapi_view() -> Response:
@@ -177,18 +167,18 @@ def healthz_view() -> Response:
 
 
 def readyz_view() -> Response:
-    registry = _state().registry
+    registry = service_state().registry
     if not registry.ready:
         raise ServiceUnavailable("the models are not loaded yet")
     return json_response({"status": "ready", "model": registry.default, "models": registry.names})
 
 
 def models_view() -> Response:
-    return json_response(native.models_listing(_state().registry))
+    return json_response(native.models_listing(service_state().registry))
 
 
 def model_view(name: str) -> Response:
-    registry = _state().registry
+    registry = service_state().registry
     if name not in registry.detectors:
         raise UnknownModel(f"no model {name[:80]!r}; this service has {', '.join(registry.names)}")
     return json_response(
@@ -209,8 +199,11 @@ class Route:
     public: bool = False
     # How this route's clients expect an error to look.
     error_body: Callable[[ApiError], dict[str, Any]] = google.error_envelope
-    # A form field this route's clients send the token in, besides the usual places.
-    key_form_field: str | None = None
+    # A body field (a form field, or a member of a JSON body) this route's clients send the
+    # token in, besides the places every route accepts (auth.presented_token).
+    key_body_field: str | None = None
+    # The family OPEN_ROUTES may open to callers without a token (only "deepstack").
+    family: str | None = None
 
 
 ROUTES: tuple[Route, ...] = (
@@ -226,24 +219,159 @@ ROUTES: tuple[Route, ...] = (
         ("POST",),
         google_annotate_view,
     ),
-    Route(
-        "/v1/vision/detection",
-        "deepstack_detection",
-        ("POST",),
-        deepstack_detection_view,
-        error_body=deepstack.error_body,
-        key_form_field=deepstack.KEY_FIELD,
+    *(
+        Route(
+            rule,
+            endpoint,
+            methods,
+            view,
+            public=public,
+            error_body=deepstack.error_body,
+            key_body_field=deepstack.KEY_FIELD,
+            family=deepstack.FAMILY,
+        )
+        for rule, endpoint, methods, view, public in (
+            (
+                "/v1/vision/detection",
+                "deepstack_detection",
+                ("POST",),
+                deepstack_detection_view,
+                False,
+            ),
+            (
+                "/v1/vision/custom/list",
+                "deepstack_custom_list",
+                ("GET", "POST"),
+                deepstack_custom_list_view,
+                False,
+            ),
+            (
+                "/v1/vision/custom/<model>",
+                "deepstack_custom",
+                ("POST",),
+                deepstack_detection_view,
+                False,
+            ),
+            (
+                "/v1/vision/listmodels",
+                "deepstack_listmodels",
+                ("GET", "POST"),
+                deepstack_listmodels_view,
+                False,
+            ),
+            (
+                "/v1/server/status/ping",
+                "deepstack_ping",
+                ("GET", "POST"),
+                deepstack_ping_view,
+                True,
+            ),
+            ("/v1/status/ping", "deepstack_ping", ("GET", "POST"), deepstack_ping_view, True),
+        )
     ),
+    *(
+        Route(
+            rule,
+            endpoint,
+            methods,
+            view,
+            public=public,
+            error_body=roboflow.error_body,
+            key_body_field=roboflow.KEY_FIELD,
+        )
+        for rule, endpoint, methods, view, public in (
+            ("/info", "roboflow_info", ("GET",), roboflow_info_view, True),
+            ("/model/registry", "roboflow_registry", ("GET",), roboflow_registry_view, False),
+            ("/model/add", "roboflow_add", ("POST",), roboflow_add_view, False),
+            ("/infer/object_detection", "roboflow_infer", ("POST",), roboflow_infer_view, False),
+        )
+    ),
+    # v0 sends the key in the query only; its body (base64, often as a urlencoded "form") is
+    # the image and must reach the view unparsed.
+    Route(
+        "/<legacy_model:model>/<model_version>",
+        "roboflow_legacy",
+        ("POST",),
+        roboflow_legacy_view,
+        error_body=roboflow.error_body,
+    ),
+    *(
+        Route(rule, endpoint, ("GET",) if get else ("POST",), view, public, kserve.error_body)
+        for rule, endpoint, get, view, public in (
+            ("/v2/health/live", "kserve_live", True, kserve_live_view, True),
+            ("/v2/health/ready", "kserve_ready", True, kserve_ready_view, True),
+            ("/v2", "kserve_server_metadata", True, kserve_server_metadata_view, False),
+            ("/v2/models/<model>", "kserve_model", True, kserve_model_metadata_view, False),
+            (
+                "/v2/models/<model>/versions/<version>",
+                "kserve_model",
+                True,
+                kserve_model_metadata_view,
+                False,
+            ),
+            (
+                "/v2/models/<model>/ready",
+                "kserve_model_ready",
+                True,
+                kserve_model_ready_view,
+                False,
+            ),
+            (
+                "/v2/models/<model>/versions/<version>/ready",
+                "kserve_model_ready",
+                True,
+                kserve_model_ready_view,
+                False,
+            ),
+            ("/v2/models/<model>/infer", "kserve_infer", False, kserve_infer_view, False),
+            (
+                "/v2/models/<model>/versions/<version>/infer",
+                "kserve_infer",
+                False,
+                kserve_infer_view,
+                False,
+            ),
+        )
+    ),
+    Route(
+        "/detectors", "doods_detectors", ("GET",), doods_detectors_view, error_body=doods.error_body
+    ),
+    Route("/detect", "doods_detect", ("POST",), doods_detect_view, error_body=doods.error_body),
     Route("/openapi.json", "openapi", ("GET",), openapi_view, public=True),
     Route("/healthz", "healthz", ("GET",), healthz_view, public=True),
     Route("/readyz", "readyz", ("GET",), readyz_view, public=True),
     Route("/v1/models", "models", ("GET",), models_view),
     Route("/v1/models/<name>", "model", ("GET",), model_view),
+    # The image repository (repository/routes.py), with the original /image/... aliases.
+    *(
+        Route(rule, endpoint, methods, view)
+        for rule, endpoint, methods, view in repository_routes.ROUTES
+    ),
 )
 ROUTE_BY_ENDPOINT: Mapping[str, Route] = {route.endpoint: route for route in reversed(ROUTES)}
 
 
+def legacy_model_converter(routes: tuple[Route, ...]) -> type[BaseConverter]:
+    """The `<model>` of Roboflow's `/<model>/<version>`: any segment but the first segment of
+    another route, so that `POST /v1/models` stays a 405 and `/model/x` a 404, rather than
+    a legacy call for a model named `v1` or `model`."""
+    reserved = sorted(
+        {
+            route.rule.strip("/").split("/")[0]
+            for route in routes
+            if route.rule.strip("/") and not route.rule.strip("/").startswith("<")
+        }
+    )
+    pattern = "(?!(?:" + "|".join(re.escape(word) for word in reserved) + ")(?![^/]))[^/]+"
+
+    class LegacyModelConverter(BaseConverter):
+        regex = pattern
+
+    return LegacyModelConverter
+
+
 def _register_routes(app: Flask) -> None:
+    app.url_map.converters["legacy_model"] = legacy_model_converter(ROUTES)
     for route in ROUTES:
         app.add_url_rule(route.rule, route.endpoint, route.view, methods=list(route.methods))
 
@@ -274,13 +402,35 @@ def _buffer_body(max_bytes: int) -> None:
     g.body = body
 
 
+def _body_fields(route: Route, max_bytes: int) -> Mapping[str, Any] | None:
+    """The body's fields, for a route whose clients may send the token in one: the form, or
+    the members of a JSON object. A JSON body is read here and put back for the view."""
+    if route.key_body_field is None:
+        return None
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return request.form
+    if not is_json_mimetype(request.mimetype):
+        return None
+    body: bytes | None = g.get("body")  # read whole by _buffer_body
+    if body is None:
+        environ = request.environ
+        body = read_body(environ["wsgi.input"], request.content_length, max_bytes)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # the view answers the bad JSON; without a token it is a 401 first
+    return payload if isinstance(payload, dict) else None
+
+
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        state = _state()
+        state = service_state()
         if request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not request.environ.get(
             "HTTP_HOST"
         ):
@@ -296,9 +446,17 @@ def _register_hooks(app: Flask) -> None:
         if state.config.auth_disabled:
             g.owner = DEFAULT_OWNER
             return
-        token = presented_token(dict(request.headers), request.args)
-        if token is None and route.key_form_field is not None:
-            token = request.form.get(route.key_form_field)
+        fields = _body_fields(route, state.config.max_body_bytes)
+        token = presented_token(dict(request.headers), request.args, fields, route.key_body_field)
+        if token is None and route.family in state.config.open_routes:
+            client = client_address(
+                request.remote_addr,
+                request.headers.get("X-Forwarded-For"),
+                state.config.trusted_proxies,
+            )
+            if open_route_allowed(client, state.config.open_routes_networks):
+                g.owner = OPEN_ROUTES_OWNER
+                return
         # Whose request this is: what an owner stores (the image repository) is theirs alone.
         g.owner = check_token(token, state.config.credentials)
 
@@ -330,9 +488,7 @@ def _register_error_handlers(app: Flask) -> None:
         route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
         error_body = route.error_body if route is not None else google.error_envelope
         response = json_response(error_body(error), error.status)
-        if isinstance(error, Unauthenticated):
-            # RFC 9110, section 11.6.1: a 401 names the scheme it wants.
-            response.headers["WWW-Authenticate"] = 'Bearer realm="detection"'
+        response.headers.update(error.headers())
         if isinstance(error, PayloadTooLarge):
             # The rest of an oversized body is never read: the connection cannot be reused.
             response.headers["Connection"] = "close"
@@ -365,13 +521,31 @@ def _register_error_handlers(app: Flask) -> None:
         return handle_api_error(ApiError("internal error; the request id is in X-Request-Id"))
 
 
+def _log_open_routes(config: ServiceConfig) -> None:
+    if not config.open_routes:
+        return
+    networks = ", ".join(str(n) for n in config.open_routes_networks) or "every address"
+    proxies = ", ".join(str(n) for n in config.trusted_proxies) or "none"
+    logger.warning(
+        "OPEN_ROUTES=%s: these routes answer callers WITHOUT a token from %s (trusted proxies: "
+        "%s). Anyone who can reach this port from there can run detections and use its CPU; "
+        "limit OPEN_ROUTES_NETWORKS to your cameras' network",
+        ",".join(sorted(config.open_routes)),
+        networks,
+        proxies,
+    )
+
+
 def create_app(
     config: ServiceConfig | None = None,
     detector: DetectorLike | ModelRegistry | None = None,
+    repository: Repository | None = None,
 ) -> Flask:
     """Build the app. Reads the environment once when no config is given; loads the models
-    unless a detector or a registry is injected (tests). Gunicorn calls this in each worker,
-    after the fork, so that every worker builds its own onnxruntime sessions."""
+    unless a detector or a registry is injected (tests); opens the image repository named by
+    the config (DATA_DIR, REPO_DB_URL) unless one is injected. Gunicorn calls this in each
+    worker, after the fork, so that every worker builds its own onnxruntime sessions and its
+    own database engine."""
     if config is None:
         config = load_config(os.environ)
     configure_logging(config.log_level)
@@ -395,7 +569,22 @@ def create_app(
     # this setting refused a multipart body of exactly the limit.
     app.config["MAX_FORM_MEMORY_SIZE"] = None
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    app.extensions["detection_service"] = ServiceState(config=config, models=models)
+    server_name = socket.gethostname() or "localhost"
+    app.extensions["detection_service"] = ServiceState(
+        config=config,
+        models=models,
+        server_name=server_name,
+        server_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, server_name)),
+    )
+    _log_open_routes(config)
+    if repository is None and config.data_dir is not None:
+        repository = Repository.open(config, models)
+    repository_routes.install(
+        app,
+        repository_routes.RepositoryState(
+            repository, config.max_images_per_request, config.max_body_bytes
+        ),
+    )
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)

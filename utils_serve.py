@@ -8,15 +8,14 @@ per-request state: every function takes what it needs and returns a new value.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from detection_types import DetectionParams, DetectionResult
+from base64_image import decode_base64 as decode_base64
+from detection_types import DetectionParams, DetectionResult, ImageArray
 from errors import (
     ApiError,
     ImageTooLarge,
@@ -199,41 +198,6 @@ def parse_detection_params(
     return replace(defaults, **values, class_ids=class_ids, class_agnostic=agnostic)
 
 
-# --- Base64 and images
-
-_DATA_URI = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]+)*;base64,", re.IGNORECASE)
-_URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-_WHITESPACE = b" \t\r\n"
-
-
-def decode_base64(content: str | bytes) -> bytes:
-    """Standard or URL-safe base64, padding optional, an optional `data:...;base64,` prefix."""
-    if isinstance(content, str):
-        match = _DATA_URI.match(content)
-        if match:
-            content = content[match.end() :]
-        elif content.startswith("data:"):
-            raise InvalidBase64("a data URI must be base64 encoded (data:<type>;base64,...)")
-        try:
-            raw = content.encode("ascii")
-        except UnicodeEncodeError:
-            raise InvalidBase64("image content is not valid base64") from None
-    else:
-        raw = content
-    # MIME-style line breaks are common in hand-made payloads; they carry no data.
-    raw = raw.translate(_URL_SAFE_TO_STANDARD, _WHITESPACE)
-    if not raw:
-        raise InvalidBase64("image content is empty")
-    if len(raw) % 4 == 1:
-        raise InvalidBase64("image content is not valid base64 (bad length)")
-    raw = raw.rstrip(b"=")
-    raw += b"=" * (-len(raw) % 4)
-    try:
-        return base64.b64decode(raw, validate=True)
-    except binascii.Error:
-        raise InvalidBase64("image content is not valid base64") from None
-
-
 # --- Tasks: what a request asks for, one image each
 
 # Problems with one image's content: answered in that image's place, the others still run.
@@ -403,7 +367,7 @@ class TaskOutcome:
     result: DetectionResult
 
 
-def detect_one(
+def decode_and_detect(
     task: ImageTask,
     registry: ModelRegistry,
     max_pixels: int,
@@ -423,12 +387,21 @@ def detect_one(
     return decoded, detector.detect(decoded.pixels, task.params)
 
 
-def detect_in_full(
-    task: ImageTask, registry: ModelRegistry, max_pixels: int, budget: PixelBudget
+def detect_full(
+    task: ImageTask, registry: ModelRegistry, max_pixels: int, budget: PixelBudget | None = None
 ) -> DetectionResult:
-    """`detect_one`'s result in the pixels of the full image, as the caller sent it."""
-    decoded, result = detect_one(task, registry, max_pixels, budget)
+    """One image's detections in the pixels of the full image, as the caller sent it (a
+    JPEG decoded reduced, see `decode_and_detect`)."""
+    decoded, result = decode_and_detect(task, registry, max_pixels, budget)
     return result.in_full_image(decoded.factor, decoded.width, decoded.height)
+
+
+def detect_one(
+    task: ImageTask, registry: ModelRegistry, max_pixels: int
+) -> tuple[ImageArray, DetectionResult]:
+    """The full-size decode and its detections, for a caller that draws on the whole image."""
+    decoded = load_image(task.image_bytes, max_pixels)
+    return decoded.pixels, registry.detector(task.model).detect(decoded.pixels, task.params)
 
 
 def run_tasks(
@@ -445,7 +418,7 @@ def run_tasks(
         try:
             if isinstance(task, ApiError):
                 raise task
-            outcomes.append(TaskOutcome(task, detect_in_full(task, registry, max_pixels, budget)))
+            outcomes.append(TaskOutcome(task, detect_full(task, registry, max_pixels, budget)))
         except ApiError as exc:
             outcomes.append(exc)
     return outcomes

@@ -15,7 +15,7 @@ from errors import ApiError, InvalidParameter, NotAcceptable
 from image_io import MIME_TYPES, OutputFormat, PixelBudget
 from registry import ModelRegistry
 from render import render_annotated
-from utils_serve import ImageTask, TaskOutcome, detect_one, is_integer_text
+from utils_serve import ImageTask, TaskOutcome, decode_and_detect, is_integer_text
 
 OutputKind = Literal["json", "png", "jpeg"]
 _FORMATS: Mapping[str, OutputKind] = {"json": "json", "png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
@@ -108,7 +108,7 @@ def annotated_picture(
     if isinstance(task, ApiError):
         raise task
     budget = PixelBudget(max_request_pixels)
-    decoded, result = detect_one(task, registry, max_pixels, budget, output.max_side)
+    decoded, result = decode_and_detect(task, registry, max_pixels, budget, output.max_side)
     picture_format: OutputFormat = "png" if output.kind == "png" else "jpeg"
     class_names = registry.detector(task.model).info.class_names
     data = render_annotated(

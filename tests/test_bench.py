@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench import cpu_model
 from benchmarks.detections import Box, as_answered, boxes_from_answer, iou, match_boxes
+from benchmarks.environment import cpu_model
 from benchmarks.inprocess import PhaseResult, summarise
 from benchmarks.loadgen import (
     MULTIPART_BOUNDARY,
@@ -402,7 +402,7 @@ def test_cpu_model() -> None:
 def test_the_service_never_imports_the_bench_or_its_peers() -> None:
     import ast
 
-    from tests.conftest import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     for path in sorted(REPO_ROOT.glob("*.py")):
         tree = ast.parse(path.read_text())

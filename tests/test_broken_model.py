@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT, SAMPLE_IMAGES
+from tests.helpers import REPO_ROOT, SAMPLE_IMAGES
 from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = pytest.mark.e2e

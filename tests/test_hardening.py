@@ -21,7 +21,7 @@ from image_io import Fit, decode_image, jpeg_reduction
 from registry import ModelRegistry
 from request_body import read_body
 from serve_http import create_app
-from tests.conftest import AUTH, TOKEN, FakeDetector, annotate_body, b64, encode_image, shared_image
+from tests.helpers import AUTH, TOKEN, FakeDetector, annotate_body, b64, encode_image, shared_image
 from utils_serve import ImageTask, run_tasks
 
 HUGE = int("9" * 400)  # float() of it raised OverflowError
@@ -270,7 +270,7 @@ def _boxes(answer: dict[str, Any]) -> list[tuple[str, list[float]]]:
 @pytest.mark.real_model
 def test_a_reduced_decode_finds_what_the_full_decode_finds() -> None:
     from predict import load_model
-    from tests.conftest import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     detector = load_model(REPO_ROOT / "models", "yolox_nano")
     client = create_app(ServiceConfig(api_tokens=(TOKEN,)), detector).test_client()

@@ -25,7 +25,7 @@ import gunicorn_worker
 from dialects import google
 from errors import RequestTimeout
 from image_io import decode_image
-from tests.conftest import SAMPLE_IMAGES
+from tests.helpers import SAMPLE_IMAGES
 from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = pytest.mark.e2e

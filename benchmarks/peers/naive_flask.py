@@ -27,13 +27,7 @@ from detection_types import DetectionParams, Detections, OutputSpec
 from families import FAMILIES
 from image_io import decode_image
 from manifests import model_weights_path
-from predict import (
-    batched_nms,
-    filter_detections,
-    letterbox,
-    load_model,
-    unletterbox,
-)
+from predict import batched_nms, filter_detections, letterbox, load_model, unletterbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
