@@ -1,7 +1,7 @@
 """The in-process side: the project's own pipeline with no HTTP, one process per worker.
 
 Each process loads the model with `predict.load_model` (one intra-op thread, as a service
-worker does) and runs `predict.decode_image` then `Detector.detect` (letterbox, inference,
+worker does) and runs `image_io.decode_image` then `Detector.detect` (letterbox, inference,
 head decoding, NMS, mapping back) on encoded photo bytes. Processes are started once with the
 `spawn` method and kept for the whole bench; each phase starts them together at an agreed time.
 CPU is the process's own (`time.process_time`, every thread).
@@ -40,7 +40,8 @@ class PhaseResult:
 def _run_phase(
     detector: Any, images: Sequence[bytes], start_at: float, duration_s: float, offset: int
 ) -> PhaseResult:
-    from predict import DetectionParams, decode_image
+    from detection_types import DetectionParams
+    from image_io import decode_image
 
     params = DetectionParams()
     latencies: list[float] = []
@@ -72,7 +73,8 @@ def _run_phase(
 
 
 def _detections(detector: Any, data: bytes) -> list[Box]:
-    from predict import DetectionParams, decode_image
+    from detection_types import DetectionParams
+    from image_io import decode_image
 
     result = detector.detect(decode_image(data), DetectionParams())
     found = result.detections

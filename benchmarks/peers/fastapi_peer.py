@@ -22,7 +22,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from predict import DetectionParams, Detector, decode_image, load_model
+from detection_types import DetectionParams
+from image_io import decode_image
+from predict import Detector, load_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 _detectors: dict[str, Detector] = {}

@@ -23,19 +23,11 @@ import onnxruntime as ort
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from predict import (
-    FAMILIES,
-    DetectionParams,
-    Detections,
-    OutputSpec,
-    batched_nms,
-    decode_image,
-    filter_detections,
-    letterbox,
-    load_model,
-    model_weights_path,
-    unletterbox,
-)
+from detection_types import DetectionParams, Detections, OutputSpec
+from families import FAMILIES
+from image_io import decode_image
+from manifests import model_weights_path
+from predict import batched_nms, filter_detections, letterbox, load_model, unletterbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
