@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cpu_quota import default_intra_op_threads, usable_cpus
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -21,6 +23,11 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # The most pixels any image may have, whatever MAX_IMAGE_PIXELS says: image_io also hands it
 # to OpenCV as its own decoding limit (a backstop behind the header check).
 MAX_IMAGE_PIXELS_CEILING = 1 << 28
+
+# LOG_FORMAT: `text` (one human-readable line per event) or `json` (one object per line).
+LOG_FORMATS = ("text", "json")
+# The gunicorn master serves the workers' metrics here (0: no metrics at all).
+DEFAULT_METRICS_PORT = 9102
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -67,6 +74,9 @@ class ServiceConfig:
     max_images_per_request: int = DEFAULT_MAX_IMAGES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     log_level: str = "INFO"
+    log_format: str = "text"
+    # 0 turns metrics off: nothing is recorded (the benchmark compares both).
+    metrics_port: int = DEFAULT_METRICS_PORT
 
     def __post_init__(self) -> None:
         if not self.auth_disabled and not self.api_tokens:
@@ -83,6 +93,7 @@ class ServiceConfig:
             ("MAX_BODY_BYTES", self.max_body_bytes, 1024, 1 << 31),
             ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
             ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
+            ("METRICS_PORT", self.metrics_port, 0, 65535),
         )
         for key, value, low, high in checks:
             if not low <= value <= high:
@@ -94,6 +105,7 @@ class ServiceConfig:
             )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        check_log_format(self.log_format)
 
     @cached_property
     def credentials(self) -> tuple[ApiToken, ...]:
@@ -119,6 +131,25 @@ def _bool(environ: Mapping[str, str], key: str) -> bool:
     raise ConfigError(f"{key}={raw!r}: use 1/true/yes/on or 0/false/no/off")
 
 
+def check_log_format(value: str) -> str:
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={value!r}: use {' or '.join(LOG_FORMATS)}")
+    return value
+
+
+def log_format(environ: Mapping[str, str]) -> str:
+    """LOG_FORMAT, checked (gunicorn's logger class reads it too, before the app exists)."""
+    return check_log_format(environ.get("LOG_FORMAT", "").strip().lower() or "text")
+
+
+def _intra_op_default(environ: Mapping[str, str]) -> int:
+    """The usable CPUs (cgroup quota, else CPU set) shared among gunicorn's workers."""
+    try:
+        return default_intra_op_threads(environ, usable_cpus())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def load_config(environ: Mapping[str, str]) -> ServiceConfig:
     """Build the configuration from environment variables (see the README's table)."""
     tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
@@ -129,9 +160,15 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         models_dir=Path(models_dir) if models_dir else PROJECT_ROOT / "models",
         model_name=environ.get("MODEL_NAME", "").strip() or "yolox_nano",
         models=tuple(m.strip() for m in environ.get("MODELS", "").split(",") if m.strip()),
-        intra_op_threads=_int(environ, "INTRA_OP_THREADS", 1),
+        intra_op_threads=(
+            _int(environ, "INTRA_OP_THREADS", 1)
+            if environ.get("INTRA_OP_THREADS", "").strip()
+            else _intra_op_default(environ)
+        ),
         max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_images_per_request=_int(environ, "MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES),
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
         log_level=environ.get("LOG_LEVEL", "").strip().upper() or "INFO",
+        log_format=log_format(environ),
+        metrics_port=_int(environ, "METRICS_PORT", DEFAULT_METRICS_PORT),
     )

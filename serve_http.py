@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+import stages
 from auth import check_token, presented_token
 from config import DEFAULT_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
@@ -38,7 +38,10 @@ from errors import (
     UnknownModel,
     UnsupportedMediaType,
 )
+from logs import configure_service_logger, log_event, parse_traceparent, wsgi_path
+from metrics import Metrics, NullMetrics, ServiceMetrics
 from registry import DetectorLike, ModelRegistry, load_registry
+from stages import timed
 from utils_serve import (
     ImageTask,
     detect_one,
@@ -69,20 +72,13 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 class ServiceState:
     config: ServiceConfig
     registry: ModelRegistry
+    metrics: Metrics
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    with timed("serialize"):
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     return Response(body, status=status, mimetype="application/json")
-
-
-def configure_logging(level: str) -> None:
-    """One handler on the service's logger; gunicorn's own loggers are left alone."""
-    logger.setLevel(level)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
 
 
 def _state() -> ServiceState:
@@ -91,7 +87,22 @@ def _state() -> ServiceState:
 
 
 def _body() -> bytes:
-    return read_body(request.stream, request.content_length, _state().config.max_body_bytes)
+    with timed("read_body"):
+        return read_body(request.stream, request.content_length, _state().config.max_body_bytes)
+
+
+def _form_parsed() -> None:
+    """Have werkzeug read and parse a form body now, timed as reading it."""
+    with timed("read_body"):
+        request.files, request.form  # noqa: B018 - the parse is what is timed
+
+
+def _tasks_ran(tasks: list[ImageTask | ApiError], outcomes: list[Any] | None = None) -> None:
+    """Note the models the request's images use, and each image's error, for its record."""
+    stages.uses_models(task.model for task in tasks if isinstance(task, ImageTask))
+    for outcome in outcomes or ():
+        if isinstance(outcome, ApiError):
+            stages.answered_error(outcome.code)
 
 
 # --- Views
@@ -110,6 +121,7 @@ def _native_tasks(state: ServiceState) -> list[ImageTask | ApiError]:
         return google.parse_batch(payload, limit, registry, defaults, google.first_feature)
     if kind == "raw":
         return task_from_raw(_body(), request.args, registry, defaults)
+    _form_parsed()
     return tasks_from_form(request.files, request.form, request.args, limit, registry, defaults)
 
 
@@ -119,14 +131,19 @@ def detect_view() -> Response:
     accepted = request.accept_mimetypes.best_match(native.ACCEPTABLE)
     output = native.requested_output(request.args, accepted)
     tasks = _native_tasks(state)
+    _tasks_ran(tasks)
     max_pixels = state.config.max_image_pixels
     if output.kind != "json":
-        picture = native.annotated_picture(tasks, output, state.registry, max_pixels)
+        with timed("render"):
+            picture = native.annotated_picture(tasks, output, state.registry, max_pixels)
         response = Response(picture.data, mimetype=picture.mimetype)
         response.headers["X-Detection-Count"] = str(picture.detection_count)
         return response
     outcomes = run_tasks(tasks, state.registry, max_pixels)
-    return json_response(google.responses(outcomes, state.registry, native.extras))
+    _tasks_ran([], outcomes)
+    with timed("render"):
+        payload = google.responses(outcomes, state.registry, native.extras)
+    return json_response(payload)
 
 
 def google_annotate_view(project: str | None = None, location: str | None = None) -> Response:
@@ -136,16 +153,23 @@ def google_annotate_view(project: str | None = None, location: str | None = None
     limit = state.config.max_images_per_request
     tasks = google.parse_batch(parse_json_body(_body()), limit, state.registry, DetectionParams())
     outcomes = run_tasks(tasks, state.registry, state.config.max_image_pixels)
-    return json_response(google.responses(outcomes, state.registry))
+    _tasks_ran(tasks, outcomes)
+    with timed("render"):
+        payload = google.responses(outcomes, state.registry)
+    return json_response(payload)
 
 
 def deepstack_detection_view() -> Response:
     """DeepStack / CodeProject.AI object detection."""
     state = _state()
     deepstack.require_form(request.mimetype)
+    _form_parsed()
     task = deepstack.parse_task(request.files, request.form, request.args, state.registry)
+    _tasks_ran([task])
     _, result = detect_one(task, state.registry, state.config.max_image_pixels)
-    return json_response(deepstack.response(result, state.registry.detector(task.model).info))
+    with timed("render"):
+        payload = deepstack.response(result, state.registry.detector(task.model).info)
+    return json_response(payload)
 
 
 def openapi_view() -> Response:
@@ -240,7 +264,8 @@ def _buffer_chunked_body(max_bytes: int) -> None:
     environ = request.environ
     if request.content_length is not None or not environ.get("wsgi.input_terminated"):
         return
-    body = read_body(environ["wsgi.input"], None, max_bytes)
+    with timed("read_body"):
+        body = read_body(environ["wsgi.input"], None, max_bytes)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -250,9 +275,13 @@ def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
         g.started = time.perf_counter()
+        state = _state()
+        # What the request does, for its log line and metrics; ended in end_request.
+        g.record, g.record_token = stages.begin()
+        state.metrics.request_started()
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        state = _state()
+        g.trace = parse_traceparent(request.headers.get("traceparent"))
         if (request.content_length or 0) > state.config.max_body_bytes:
             raise PayloadTooLarge(
                 f"request body is larger than the limit of {state.config.max_body_bytes} bytes"
@@ -266,6 +295,7 @@ def _register_hooks(app: Flask) -> None:
             return
         token = presented_token(dict(request.headers), request.args)
         if token is None and route.key_form_field is not None:
+            _form_parsed()
             token = request.form.get(route.key_form_field)
         # Whose request this is: what an owner stores (the image repository) is theirs alone.
         g.owner = check_token(token, state.config.credentials)
@@ -275,24 +305,53 @@ def _register_hooks(app: Flask) -> None:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers["X-Request-Id"] = request_id
         started = g.get("started")
-        latency_ms = (time.perf_counter() - started) * 1000 if started else 0.0
-        # The path only: a query string can hold the API key.
-        logger.info(
-            "request_id=%s method=%s path=%s status=%d latency_ms=%.1f",
-            request_id,
-            request.method,
-            request.path,
-            response.status_code,
-            latency_ms,
+        seconds = time.perf_counter() - started if started else 0.0
+        record: stages.RequestRecord | None = g.get("record")
+        # The route's template is a bounded label; the path is the caller's.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        _state().metrics.request_finished(route, response.status_code, seconds, record)
+        trace = g.get("trace")
+        # The path only (the formatter escapes its bytes): a query string can hold the API key.
+        log_event(
+            logger,
+            logging.INFO,
+            "request",
+            request_id=request_id,
+            method=request.method,
+            path=wsgi_path(request.environ),
+            route=route,
+            status=response.status_code,
+            latency_ms=round(seconds * 1000, 1),
+            model=record.model if record is not None and record.models else None,
+            images=record.images if record is not None else 0,
+            errors=record.errors if record is not None and record.errors else None,
+            stages_ms=record.stage_ms() if record is not None else None,
+            trace_id=trace.trace_id if trace is not None else None,
+            parent_id=trace.parent_id if trace is not None else None,
         )
         return response
+
+    @app.teardown_request
+    def end_request(_error: BaseException | None) -> None:
+        token = g.pop("record_token", None)
+        if token is not None:
+            stages.end(token)
+            _state().metrics.request_ended()
 
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError) -> Response:
+        stages.answered_error(error.code)
         if error.detail:
-            logger.info("request_id=%s %s: %s", g.get("request_id"), error.code, error.detail[:500])
+            log_event(
+                logger,
+                logging.INFO,
+                "error_detail",
+                request_id=g.get("request_id"),
+                code=error.code,
+                detail=error.detail[:500],
+            )
         route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
         error_body = route.error_body if route is not None else google.error_envelope
         response = json_response(error_body(error), error.status)
@@ -328,22 +387,41 @@ def _register_error_handlers(app: Flask) -> None:
         return handle_api_error(ApiError("internal error; the request id is in X-Request-Id"))
 
 
+def _model_labels(registry: ModelRegistry) -> list[tuple[str, dict[str, str], bool]]:
+    labels = []
+    for name in registry.names:
+        detector = registry.detector(name)
+        info = detector.info
+        size = f"{info.input_width}x{info.input_height}"
+        described = {"family": info.family, "input_size": size, "sha256": info.sha256}
+        labels.append((name, described, detector.ready))
+    return labels
+
+
 def create_app(
     config: ServiceConfig | None = None,
     detector: DetectorLike | ModelRegistry | None = None,
+    metrics: Metrics | None = None,
 ) -> Flask:
     """Build the app. Reads the environment once when no config is given; loads the models
-    unless a detector or a registry is injected (tests). Gunicorn calls this in each worker,
-    after the fork, so that every worker builds its own onnxruntime sessions."""
+    unless a detector or a registry is injected (tests); records metrics in a registry of
+    its own unless `metrics` is given (none with METRICS_PORT=0). Gunicorn calls this in each
+    worker, after the fork, so that every worker builds its own onnxruntime sessions and its
+    own metrics (files of its own in prometheus_client's multiprocess mode)."""
     if config is None:
         config = load_config(os.environ)
-    configure_logging(config.log_level)
+    configure_service_logger(
+        logger, config.log_level, config.log_format, (t.secret for t in config.credentials)
+    )
+    if metrics is None:
+        metrics = ServiceMetrics() if config.metrics_port else NullMetrics()
     if detector is None:
-        registry = load_registry(config)
+        registry = load_registry(config, on_loaded=metrics.model_loaded)
     elif isinstance(detector, ModelRegistry):
         registry = detector
     else:
         registry = ModelRegistry.of(detector)
+    metrics.models_ready(_model_labels(registry))
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -351,7 +429,7 @@ def create_app(
     # the body limit is the one that matters, for every input form alike.
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    app.extensions["detection_service"] = ServiceState(config=config, registry=registry)
+    app.extensions["detection_service"] = ServiceState(config, registry, metrics)
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)
