@@ -16,7 +16,11 @@ full. The target is below 1.02 (2% more CPU per request).
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,10 +28,53 @@ from pathlib import Path
 
 from benchmarks import loadgen
 from benchmarks.report import Measurement, fmt, median
-from benchmarks.servers import Server, free_port, http_call, start_service, stop
+from benchmarks.servers import REPO_ROOT, Server, free_port, http_call, start_service, stop
 
 TARGET_RATIO = 1.02
 SCRAPE_INTERVAL_S = 1.0
+
+
+# One request's recording as a worker does it, in multiprocess mode (memory-mapped files):
+# in-flight up and down, the request counter and histogram, seven stage observations, the
+# images counter. Run in a fresh interpreter, as prometheus_client picks its storage when
+# first imported.
+_RECORDING = """
+import time
+from metrics import ServiceMetrics
+from stages import RequestRecord
+m = ServiceMetrics()
+record = RequestRecord(
+    events=[(s, 0.001) for s in ("read_body", "decode", "preprocess", "infer",
+                                 "postprocess", "render", "serialize")],
+    models={"yolox_nano"}, images=1)
+def one():
+    m.request_started()
+    m.request_finished("/v1/detect", 200, 0.05, record)
+    m.request_ended()
+for _ in range(500):
+    one()
+n = 5000
+started = time.process_time()
+for _ in range(n):
+    one()
+print((time.process_time() - started) / n * 1e6)
+"""
+
+
+def recording_cost_us() -> float:
+    """CPU microseconds one request's metrics cost a worker, measured in a loop."""
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as folder:
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder}
+        completed = subprocess.run(
+            [sys.executable, "-c", _RECORDING],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+    return float(completed.stdout.strip().splitlines()[-1])
 
 
 @dataclass(frozen=True)
@@ -35,6 +82,7 @@ class OverheadResult:
     on: list[Measurement]
     off: list[Measurement]
     scrapes: int
+    recording_us: float = float("nan")
 
     @property
     def ratios(self) -> list[float]:
@@ -109,7 +157,7 @@ def run(
     finally:
         for server in servers:
             stop(server)
-    return OverheadResult(on, off, scrapes)
+    return OverheadResult(on, off, scrapes, recording_cost_us())
 
 
 def report(result: OverheadResult) -> str:
@@ -128,5 +176,7 @@ def report(result: OverheadResult) -> str:
         + ", off "
         + fmt(median(m.rate for m in result.off)),
         f"  target: < {TARGET_RATIO} ({verdict})",
+        f"  one request's recording alone, in a loop: {fmt(result.recording_us, 1)} us of CPU, "
+        f"{fmt(100 * result.recording_us / 1000 / off_cpu, 2)}% of a request's CPU (off side)",
     ]
     return "\n".join(lines)

@@ -294,7 +294,7 @@ def test_scale_out_behind_haproxy(folder: Path) -> None:
             instance.start()
         wait_for("three instances ready", lambda: all(i.ready() for i in instances))
         # What one instance answers for each photo, straight, without HAProxy.
-        reference = {}
+        reference: dict[str, Any] = {}
         for name, data in photos.items():
             response = requests.post(
                 first.url + "v1/detect",
