@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test model test-models newman lint typecheck pytest lock bench clean
+.PHONY: run test test-fast model test-models newman lint typecheck pytest lock bench clean
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
 # from requirements*.txt: requirements-dev.lock for make run/test, requirements.lock for the
@@ -26,11 +26,14 @@ UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --python-
 lock: $(STAMP)
 	$(UV_COMPILE) requirements-dev.txt -o requirements-dev.lock
 	$(UV_COMPILE) requirements.txt -c requirements-dev.lock -o requirements.lock
+	$(UV_COMPILE) benchmarks/peers/requirements.txt -c requirements.lock \
+		-o benchmarks/peers/requirements.lock
 
 model: $(STAMP)
 	$(BIN)/python scripts/fetch_model.py yolox_nano
 
-# Second-family model used by the tests; taken from a mirror folder when one holds it.
+# Second-family model used by the tests; taken from a mirror folder when one holds it (under
+# CI=true it must be there: fetch_model.py then ignores --optional).
 test-models: model
 	$(BIN)/python scripts/fetch_model.py nanodet_m_416 --optional
 
@@ -81,6 +84,10 @@ pytest: test-models newman tools
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# Unit and HTTP tests only (seconds): no real gunicorn, newman, fuzzing or real-model photo runs.
+test-fast: test-models
+	$(BIN)/python -m pytest -m "not (e2e or newman or fuzz or real_model)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules

@@ -27,6 +27,11 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
 
+# gunicorn >= 25.1 opens a control socket under $XDG_RUNTIME_DIR or $HOME/.gunicorn for its
+# `gunicornc` tool. Off: the service is managed with signals (SIGHUP reloads, SIGTERM stops),
+# and in a read-only container the app user's home does not exist, so the socket only fails.
+control_socket_disable = True
+
 # Access log to stdout without the query string: `?key=` can carry the API key.
 accesslog = "-"
 errorlog = "-"

@@ -24,80 +24,43 @@ whatever the figures, and non-zero only when the harness itself fails.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
-import math
 import os
-import platform
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import loadgen, metrics_overhead, procfs
-from benchmarks.detections import MatchResult, as_answered, boxes_from_answer, match_boxes
+from benchmarks import loadgen, metrics_overhead
+from benchmarks.environment import ensure_wrk, machine_lines, peers_python, progress
 from benchmarks.inprocess import InProcessPool, PhaseResult, summarise
-from benchmarks.loadgen import RequestSpec
-from benchmarks.report import (
-    MEASUREMENT_HEADERS,
-    Measurement,
-    Target,
-    fmt,
-    format_table,
-    format_targets,
-    markdown_table,
-    measurement_row,
-    median,
-    median_measurement,
-    percentile,
-    ratio,
+from benchmarks.measure import (
+    Results,
+    SoakResult,
+    form_request,
+    large_images,
+    measure_http,
+    measure_large,
+    sanity_check,
+    soak,
+    worker_rss_mib,
 )
+from benchmarks.report import median
 from benchmarks.servers import (
     REPO_ROOT,
     Server,
-    http_call,
     service_workers,
     start_fastapi,
     start_naive,
     start_service,
     stop,
 )
+from benchmarks.settings import FORMS, Settings
+from benchmarks.summary import Run, render_markdown, render_report
 
 SHARED_IMAGES = REPO_ROOT.parent / "shared" / "images"
-PEERS_VENV = REPO_ROOT / "benchmarks" / ".venv-peers"
-PEERS_REQUIREMENTS = REPO_ROOT / "benchmarks" / "peers" / "requirements.txt"
 MODEL_NAME = "yolox_nano"
-# The issue's targets.
-CPU_RATIO_MAX = 1.10
-THROUGHPUT_RATIO_MIN = 0.85
-NAIVE_RATIO_MIN = 2.0
-P50_OVERHEAD_MAX_MS = 2.0
-LARGE_SPEEDUP_MIN = 2.0
-RSS_MAX_MB = 150.0
-RSS_GROWTH_MAX_PCT = 10.0
-FORMS = ("json", "raw", "multipart")
-LARGE_FORMS = ("json", "raw")
-SANITY_PHOTOS = 5
-
-
-@dataclass(frozen=True)
-class Settings:
-    rounds: int
-    saturation_s: float
-    single_s: float
-    warmup_s: float
-    large_s: float
-    soak_requests: int
-    connections: int
-    peers: bool
-    photos: Path
-    dog: Path
-    markdown: Path | None
-    metrics_overhead: bool = False
 
 
 def parse_args(argv: Sequence[str]) -> Settings:
@@ -142,385 +105,6 @@ def parse_args(argv: Sequence[str]) -> Settings:
     )
 
 
-# ------------------------------------------------------------------------------ environment
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model(cpuinfo: str) -> str:
-    for line in cpuinfo.splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def machine_lines() -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    memory_kib = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            memory_kib = int(line.split()[1])
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    return [
-        f"machine: {cpu_model(cpuinfo)}, {len(os.sched_getaffinity(0))} usable cores "
-        f"({os.cpu_count()} online), {memory_kib / 1024 / 1024:.1f} GiB, "
-        f"Linux {platform.release()}, load average {load}",
-        f"versions: Python {platform.python_version()}, onnxruntime {_version('onnxruntime')}, "
-        f"numpy {_version('numpy')}, opencv-python-headless "
-        f"{_version('opencv-python-headless')}, gunicorn {_version('gunicorn')}, "
-        f"flask {_version('flask')}, {loadgen.wrk_version()}",
-    ]
-
-
-def ensure_wrk() -> None:
-    if loadgen.wrk_binary() is None:
-        subprocess.run([str(REPO_ROOT / "scripts" / "install_tools.sh")], check=True)
-
-
-# ------------------------------------------------------------------------------ images
-
-
-@dataclass(frozen=True)
-class LargeImage:
-    name: str
-    data: bytes
-    content_type: str
-    filename: str
-
-
-def large_images(dog: Path) -> list[LargeImage]:
-    """A 12 MP JPEG (4000x3000, quality 90) and a 1080p PNG, both made from a real photo."""
-    import cv2
-    import numpy as np
-
-    photo = cv2.imread(str(dog), cv2.IMREAD_COLOR)
-    if photo is None:
-        raise FileNotFoundError(f"cannot read {dog}")
-    big = cv2.resize(photo, (4000, 3000), interpolation=cv2.INTER_CUBIC)
-    ok_jpeg, jpeg = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    # 1920 wide keeps the photo's 4:3, then the middle 1080 rows: no stretching.
-    wide = cv2.resize(photo, (1920, 1440), interpolation=cv2.INTER_CUBIC)
-    top = (1440 - 1080) // 2
-    ok_png, png = cv2.imencode(".png", np.ascontiguousarray(wide[top : top + 1080]))
-    if not (ok_jpeg and ok_png):
-        raise RuntimeError("OpenCV could not encode the large test images")
-    return [
-        LargeImage("12MP JPEG 4000x3000", jpeg.tobytes(), "image/jpeg", "big.jpg"),
-        LargeImage("1080p PNG 1920x1080", png.tobytes(), "image/png", "hd.png"),
-    ]
-
-
-def form_request(form: str, data: bytes, content_type: str, filename: str) -> RequestSpec:
-    if form == "json":
-        return loadgen.json_request(data)
-    if form == "raw":
-        return loadgen.raw_request(data, content_type)
-    return loadgen.multipart_request(data, filename, content_type)
-
-
-# ------------------------------------------------------------------------------ measuring
-
-
-def measure_http(
-    server: Server, list_file: Path, connections: int, duration_s: float
-) -> Measurement:
-    """One wrk phase against `server`: CPU of the master and all workers from /proc."""
-    before = procfs.tree_cpu_seconds(server.pid)
-    result, wrk_cpu = loadgen.run_wrk(server.base_url, list_file, connections, duration_s)
-    after = procfs.tree_cpu_seconds(server.pid)
-    workers = server.workers()
-    rss = max((procfs.rss_kib(pid) for pid in workers), default=0) / 1024
-    done = result.requests
-    return Measurement(
-        rate=result.rate,
-        cpu_ms=1000 * (after - before) / done if done else math.nan,
-        p50_ms=result.p50_ms,
-        p95_ms=result.p95_ms,
-        p99_ms=result.p99_ms,
-        requests=done,
-        errors=result.errors,
-        rss_mib=rss,
-        loadgen_cpu_ms=1000 * wrk_cpu / done if done else math.nan,
-    )
-
-
-def worker_rss_mib(server: Server) -> list[float]:
-    return [procfs.rss_kib(pid) / 1024 for pid in server.workers()]
-
-
-@dataclass
-class Results:
-    """Every phase's measurements, by (side, concurrency), one per round."""
-
-    phases: dict[tuple[str, int], list[Measurement]] = field(default_factory=dict)
-    decode_ms: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, side: str, concurrency: int, measurement: Measurement) -> None:
-        self.phases.setdefault((side, concurrency), []).append(measurement)
-
-    def median(self, side: str, concurrency: int) -> Measurement | None:
-        rounds = self.phases.get((side, concurrency))
-        return median_measurement(rounds) if rounds else None
-
-
-def _field(m: Measurement | None, name: str) -> float:
-    return math.nan if m is None else float(getattr(m, name))
-
-
-def _progress(text: str) -> None:
-    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def sanity_check(
-    service: Server, token: str, pool: InProcessPool, photos: Sequence[bytes]
-) -> list[str]:
-    """The service answers every form with exactly the in-process pipeline's detections (as
-    the service rounds them); returns what differs."""
-    problems = []
-    for index, data in enumerate(photos[:SANITY_PHOTOS]):
-        expected = [as_answered(box) for box in pool.detections(data)]
-        for form in FORMS:
-            spec = form_request(form, data, "image/jpeg", "photo.jpg")
-            status, body = http_call(
-                service.base_url,
-                "POST",
-                spec.path,
-                spec.body,
-                {"Content-Type": spec.content_type, "X-Api-Token": token},
-            )
-            if status != 200:
-                problems.append(f"photo {index} {form}: HTTP {status}")
-                continue
-            answered = boxes_from_answer(json.loads(body))
-            got = match_boxes(expected, answered, min_iou=1.0, score_tolerance=1e-9)
-            if not got.all_matched:
-                problems.append(f"photo {index} {form}: {got.describe()}")
-    return problems
-
-
-@dataclass(frozen=True)
-class LargeResult:
-    name: str
-    inprocess: Measurement
-    decode_p50_ms: float
-    service: dict[str, Measurement]
-    match: MatchResult
-
-
-def measure_large(
-    image: LargeImage,
-    pool: InProcessPool,
-    service: Server,
-    token: str,
-    work_dir: Path,
-    settings: Settings,
-) -> LargeResult:
-    """Concurrency 1 on one large image: the in-process pipeline with its full decode, and the
-    service in the JSON and raw forms, interleaved for `settings.rounds` rounds."""
-    pool.load(image.name, [image.data])
-    lists = {
-        form: loadgen.write_request_list(
-            work_dir,
-            f"large-{image.filename}-{form}",
-            [form_request(form, image.data, image.content_type, image.filename)],
-            token,
-        )
-        for form in LARGE_FORMS
-    }
-    inprocess_rounds: list[Measurement] = []
-    decode_rounds: list[float] = []
-    service_rounds: dict[str, list[Measurement]] = {form: [] for form in LARGE_FORMS}
-    for _ in range(settings.rounds):
-        phase = pool.run(image.name, settings.large_s, processes=1)
-        inprocess_rounds.append(summarise(phase))
-        decode_rounds.append(percentile(phase[0].decode_ms, 50))
-        for form in LARGE_FORMS:
-            service_rounds[form].append(measure_http(service, lists[form], 1, settings.large_s))
-    spec = form_request("raw", image.data, image.content_type, image.filename)
-    status, body = http_call(
-        service.base_url,
-        "POST",
-        spec.path,
-        spec.body,
-        {"Content-Type": spec.content_type, "X-Api-Token": token},
-    )
-    if status != 200:
-        raise RuntimeError(f"the service answered {status} for the {image.name}: {body[:300]!r}")
-    match = match_boxes(pool.detections(image.data), boxes_from_answer(json.loads(body)))
-    return LargeResult(
-        image.name,
-        median_measurement(inprocess_rounds),
-        median(decode_rounds),
-        {form: median_measurement(rounds) for form, rounds in service_rounds.items()},
-        match,
-    )
-
-
-@dataclass(frozen=True)
-class SoakResult:
-    rss_after_warmup: list[float]
-    rss_after: list[float]
-    requests_since_warmup: int
-    soak_requests: int
-    soak_s: float
-    errors: int
-
-    @property
-    def growth_pct(self) -> float:
-        pairs = [
-            (after - before) / before * 100
-            for before, after in zip(self.rss_after_warmup, self.rss_after, strict=False)
-            if before > 0
-        ]
-        return max(pairs, default=math.nan)
-
-
-def soak(
-    service: Server, list_file: Path, connections: int, requests: int
-) -> tuple[int, float, int]:
-    """Send about `requests` JSON requests in phases of at most 30 s; returns the number sent,
-    the seconds taken and the errors."""
-    sent = errors = 0
-    started = time.perf_counter()
-    rate = 50.0  # a first guess, corrected after each phase
-    while sent < requests:
-        chunk_s = min(30.0, max(2.0, (requests - sent) / rate))
-        result, _ = loadgen.run_wrk(service.base_url, list_file, connections, chunk_s)
-        sent += result.requests
-        errors += result.errors
-        rate = max(1.0, result.rate)
-        _progress(
-            f"soak: {sent}/{requests} requests, worker RSS {fmt_list(worker_rss_mib(service))} MiB"
-        )
-    return sent, time.perf_counter() - started, errors
-
-
-def fmt_list(values: Sequence[float]) -> str:
-    return "/".join(fmt(v) for v in values) or "-"
-
-
-# ------------------------------------------------------------------------------ peers
-
-
-def peers_python() -> Path:
-    """The FastAPI/uvicorn peer's own venv (git-ignored), made on first use."""
-    python = PEERS_VENV / "bin" / "python"
-    stamp = PEERS_VENV / ".installed"
-    if not stamp.is_file() or stamp.stat().st_mtime < PEERS_REQUIREMENTS.stat().st_mtime:
-        _progress(f"installing the peers' dependencies into {PEERS_VENV.relative_to(REPO_ROOT)}")
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "-q",
-                "-r",
-                str(PEERS_REQUIREMENTS),
-            ],
-            check=True,
-        )
-        stamp.touch()
-    return python
-
-
-# ------------------------------------------------------------------------------ the run
-
-
-def build_targets(
-    results: Results, large: Sequence[LargeResult], memory: SoakResult | None, peers: bool
-) -> list[Target]:
-    inproc_sat = results.median("in-process", -1)
-    inproc_c1 = results.median("in-process", 1)
-    json_sat = results.median("service json", -1)
-    targets = [
-        Target(
-            "CPU/req service JSON / in-process CPU/img",
-            ratio(_field(json_sat, "cpu_ms"), _field(inproc_sat, "cpu_ms")),
-            "<=",
-            CPU_RATIO_MAX,
-        ),
-    ]
-    for form in FORMS:
-        sat = results.median(f"service {form}", -1)
-        targets.append(
-            Target(
-                f"throughput service {form} / in-process",
-                ratio(_field(sat, "rate"), _field(inproc_sat, "rate")),
-                ">=",
-                THROUGHPUT_RATIO_MIN,
-            )
-        )
-    targets.append(
-        Target(
-            "throughput service JSON / naive",
-            ratio(_field(json_sat, "rate"), _field(results.median("naive json", -1), "rate")),
-            ">=",
-            NAIVE_RATIO_MIN,
-        )
-    )
-    if peers:
-        targets.append(
-            Target(
-                "throughput service JSON / fastapi",
-                ratio(_field(json_sat, "rate"), _field(results.median("fastapi json", -1), "rate")),
-                ">",
-                1.0,
-            )
-        )
-    for form in FORMS:
-        c1 = results.median(f"service {form}", 1)
-        targets.append(
-            Target(
-                f"p50 c=1 service {form} - in-process",
-                _field(c1, "p50_ms") - _field(inproc_c1, "p50_ms"),
-                "<=",
-                P50_OVERHEAD_MAX_MS,
-                " ms",
-            )
-        )
-    for item in large:
-        if item.name.startswith("12MP"):
-            targets.append(
-                Target(
-                    "12MP JPEG: full-decode in-process p50 / service raw p50",
-                    ratio(item.inprocess.p50_ms, item.service["raw"].p50_ms),
-                    ">=",
-                    LARGE_SPEEDUP_MIN,
-                )
-            )
-            targets.append(
-                Target(
-                    "12MP JPEG: detections matched / full decode's",
-                    item.match.matched / max(1, item.match.expected, item.match.got),
-                    ">=",
-                    1.0,
-                )
-            )
-    if memory is not None:
-        worst = max(memory.rss_after + memory.rss_after_warmup, default=math.nan)
-        targets.append(
-            Target("RSS per worker (largest)", worst * 1.048576, "<=", RSS_MAX_MB, " MB")
-        )
-        targets.append(
-            Target(
-                f"RSS growth after {memory.requests_since_warmup} requests",
-                memory.growth_pct,
-                "<=",
-                RSS_GROWTH_MAX_PCT,
-                " %",
-            )
-        )
-    return targets
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
@@ -541,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings.rounds,
                 settings.connections,
                 settings.saturation_s,
-                _progress,
+                progress,
             )
         print(metrics_overhead.report(overhead))
         return 0
@@ -553,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as temp:
         work_dir = Path(temp)
         try:
-            _progress(f"starting {workers} in-process workers, the service and the peers")
+            progress(f"starting {workers} in-process workers, the service and the peers")
             live_pool = pool = InProcessPool(workers, REPO_ROOT / "models", MODEL_NAME)
             live_pool.load("photos", photos)
             service = start_service(work_dir, token)
@@ -586,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
             # Warm-up: every form through every worker, then the "after warm-up" memory.
-            _progress("warm-up")
+            progress("warm-up")
             for form in FORMS:
                 loadgen.run_wrk(
                     service.base_url, lists[form], settings.connections, settings.warmup_s
@@ -657,19 +241,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shift = round_index % len(blocks)
                 for block in blocks[shift:] + blocks[:shift]:
                     for name, phase_run in block:
-                        _progress(f"round {round_index + 1}/{settings.rounds}: {name}")
+                        progress(f"round {round_index + 1}/{settings.rounds}: {name}")
                         phase_run()
 
             large = []
             for image in large_images(settings.dog):
-                _progress(f"large image: {image.name}")
+                progress(f"large image: {image.name}")
                 large.append(measure_large(image, live_pool, service, token, work_dir, settings))
 
             served_since_warmup += sum(m.requests for item in large for m in item.service.values())
             memory = None
             if settings.soak_requests > 0:
                 wanted = max(0, settings.soak_requests - served_since_warmup)
-                _progress(
+                progress(
                     f"memory soak: {served_since_warmup} requests served since warm-up, "
                     f"{wanted} JSON requests more"
                 )
@@ -700,149 +284,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.markdown.write_text(render_markdown(outcome))
         print(f"Markdown tables written to {settings.markdown}")
     return 0
-
-
-SIDES = (
-    "in-process",
-    "service json",
-    "service raw",
-    "service multipart",
-    "naive json",
-    "fastapi json",
-)
-
-
-def measurement_rows(results: Results) -> list[list[str]]:
-    rows = []
-    for side in SIDES:
-        for concurrency in (1, -1):
-            m = results.median(side, concurrency)
-            if m is not None:
-                rows.append(measurement_row(side, "sat" if concurrency < 0 else "1", m))
-    return rows
-
-
-LARGE_HEADERS = (
-    "image",
-    "in-process p50 ms",
-    "of it decode ms",
-    "service JSON p50 ms",
-    "service raw p50 ms",
-    "speed-up raw",
-    "detections",
-)
-
-
-def large_rows(large: Sequence[LargeResult]) -> list[list[str]]:
-    return [
-        [
-            item.name,
-            fmt(item.inprocess.p50_ms),
-            fmt(item.decode_p50_ms),
-            fmt(item.service["json"].p50_ms),
-            fmt(item.service["raw"].p50_ms),
-            fmt(ratio(item.inprocess.p50_ms, item.service["raw"].p50_ms), 2) + "x",
-            item.match.describe(),
-        ]
-        for item in large
-    ]
-
-
-def memory_lines(memory: SoakResult | None) -> list[str]:
-    if memory is None:
-        return ["memory soak: skipped (--soak 0)"]
-    return [
-        f"worker RSS after warm-up: {fmt_list(memory.rss_after_warmup)} MiB",
-        f"worker RSS after {memory.requests_since_warmup} requests (the rounds, then a soak "
-        f"of {memory.soak_requests} JSON requests in {memory.soak_s:.0f} s, "
-        f"{memory.errors} errors): {fmt_list(memory.rss_after)} MiB, "
-        f"growth {fmt(memory.growth_pct)} %",
-    ]
-
-
-def settings_line(settings: Settings, elapsed: float) -> str:
-    return (
-        f"settings: {settings.rounds} interleaved rounds, saturation {settings.connections} "
-        f"connections for {settings.saturation_s:g} s, concurrency 1 for {settings.single_s:g} s, "
-        f"{service_workers(os.environ)} service workers; medians across rounds; "
-        f"whole run {elapsed / 60:.1f} min"
-    )
-
-
-@dataclass(frozen=True)
-class Run:
-    """Everything the report prints."""
-
-    settings: Settings
-    header: Sequence[str]
-    results: Results
-    large: Sequence[LargeResult]
-    memory: SoakResult | None
-    sanity_problems: Sequence[str]
-    elapsed_s: float
-
-    def targets(self) -> list[Target]:
-        return build_targets(self.results, self.large, self.memory, self.settings.peers)
-
-    def notes(self) -> list[str]:
-        decode = median(self.results.decode_ms.get("in-process 1", []))
-        checked = f"{SANITY_PHOTOS} photos x {len(FORMS)} forms"
-        sanity = (
-            [f"detections: the service's equal the in-process pipeline's on {checked}"]
-            if not self.sanity_problems
-            else [
-                f"detections: the service's DIFFER from the in-process pipeline's ({checked}): "
-                + "; ".join(self.sanity_problems)
-            ]
-        )
-        return [
-            f"in-process c=1: decoding the photo is {fmt(decode)} ms of each image's time; "
-            "CPU ms/req: user+system time of the serving processes (master and workers) per "
-            "request; wrk CPU ms/req: the load generator's",
-            *sanity,
-        ]
-
-
-def render_report(run: Run) -> str:
-    parts = [
-        "",
-        *run.header,
-        settings_line(run.settings, run.elapsed_s),
-        "",
-        format_table(MEASUREMENT_HEADERS, measurement_rows(run.results)),
-        *run.notes(),
-        "",
-        format_table(LARGE_HEADERS, large_rows(run.large)),
-        "",
-        *memory_lines(run.memory),
-        "",
-        "targets (this run's ratios):",
-        format_targets(run.targets()),
-        "",
-    ]
-    return "\n".join(parts)
-
-
-def render_markdown(run: Run) -> str:
-    target_rows = [
-        [t.name, f"{fmt(t.value, 2)}{t.unit}", f"{t.op} {fmt(t.limit, 2)}{t.unit}", t.verdict]
-        for t in run.targets()
-    ]
-    parts = [
-        *(f"- {line}" for line in [*run.header, settings_line(run.settings, run.elapsed_s)]),
-        "",
-        markdown_table(MEASUREMENT_HEADERS, measurement_rows(run.results)),
-        "",
-        *(f"- {line}" for line in run.notes()),
-        "",
-        markdown_table(LARGE_HEADERS, large_rows(run.large)),
-        "",
-        *(f"- {line}" for line in memory_lines(run.memory)),
-        "",
-        markdown_table(("target", "measured", "wanted", "verdict"), target_rows),
-        "",
-    ]
-    return "\n".join(parts)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,11 @@ def fmt(value: float, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def fmt_list(values: Sequence[float]) -> str:
+    """Several values, one per worker, as `12.3/12.5`."""
+    return "/".join(fmt(v) for v in values) or "-"
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain-text table for the terminal: the first column left-aligned, the others
     right-aligned, a rule under the header (`markdown_table` makes the docs version)."""

@@ -6,7 +6,7 @@ already present and verified are left alone. Standard library only, so it runs a
 (including a bare Docker build stage).
 
     python scripts/fetch_model.py                  # the default model, yolox_nano
-    python scripts/fetch_model.py nanodet_m_416 --optional
+    python scripts/fetch_model.py nanodet_m_416 --optional   # not optional under CI=true
 """
 
 from __future__ import annotations
@@ -124,6 +124,11 @@ def fetch(name: str, models_dir: Path, mirror: Path | None, optional: bool) -> s
     raise FetchError(f"{name}: " + "; ".join(problems))
 
 
+def running_in_ci() -> bool:
+    """CI=true (or CI=1), as CI services set it."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=["yolox_nano"], help="model names")
@@ -132,13 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--optional",
         action="store_true",
-        help="take the weights from a mirror only, and skip quietly when none has them",
+        help="take the weights from a mirror only, and skip quietly when none has them "
+        "(ignored under CI=true, where every model the tests use must be there)",
     )
     args = parser.parse_args(argv)
     mirror = args.mirror or default_mirror()
+    optional = args.optional and not running_in_ci()
+    if args.optional and not optional:
+        print("CI=true: --optional ignored, a missing model is an error", file=sys.stderr)
     for name in args.names:
         try:
-            print(fetch(name, args.models_dir, mirror, args.optional))
+            print(fetch(name, args.models_dir, mirror, optional))
         except FetchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

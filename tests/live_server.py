@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT, model_weights
 
 READY_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 30
@@ -62,8 +62,7 @@ def live_gunicorn(
     ready_timeout_s: float = READY_TIMEOUT_S,
 ) -> Iterator[LiveServer]:
     """Start gunicorn with the real model; skips when the model has not been fetched."""
-    if not (REPO_ROOT / "models" / "yolox_nano.onnx").is_file():
-        pytest.skip("models/yolox_nano.onnx is missing: run `make model`")
+    model_weights("yolox_nano")
     port = free_port()
     log_path = log_dir / "gunicorn.log"
     env = {

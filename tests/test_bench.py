@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bench, metrics_overhead
-from benchmarks.bench import cpu_model
 from benchmarks.detections import Box, as_answered, boxes_from_answer, iou, match_boxes
+from benchmarks.environment import cpu_model
 from benchmarks.inprocess import PhaseResult, summarise
 from benchmarks.loadgen import (
     MULTIPART_BOUNDARY,

@@ -6,8 +6,6 @@ import base64
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +17,8 @@ import pytest
 import requests
 
 from client.send2api import ApiError, build_payload, main, send2api
+from tests.helpers import run_python
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-test-token"
 DEFAULT_FEATURES = {
     "score_th": 0.35,
@@ -200,14 +198,15 @@ def test_build_payload_shape_and_base64_round_trip() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({}, DEFAULT_FEATURES),
-        ({"score_th": 0.5}, {**DEFAULT_FEATURES, "score_th": 0.5}),
-        ({"nms_iou": 0.7}, {**DEFAULT_FEATURES, "nms_iou": 0.7}),
-        (
+        pytest.param({}, DEFAULT_FEATURES, id="defaults"),
+        pytest.param({"score_th": 0.5}, {**DEFAULT_FEATURES, "score_th": 0.5}, id="score-th"),
+        pytest.param({"nms_iou": 0.7}, {**DEFAULT_FEATURES, "nms_iou": 0.7}, id="nms-iou"),
+        pytest.param(
             {"min_height": 0.0, "min_width": 1},
             {**DEFAULT_FEATURES, "min_height": 0.0, "min_width": 1.0},
+            id="min-sizes-as-floats",
         ),
-        ({"max_results": 1}, {**DEFAULT_FEATURES, "maxResults": 1}),
+        pytest.param({"max_results": 1}, {**DEFAULT_FEATURES, "maxResults": 1}, id="max-results"),
     ],
 )
 def test_build_payload_features(kwargs: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -241,19 +240,27 @@ def test_build_payload_calls_are_independent() -> None:
 @pytest.mark.parametrize(
     ("images", "kwargs", "error", "match"),
     [
-        ([], {}, ValueError, "no images"),
-        ([b""], {}, ValueError, "image 0 is empty"),
-        ([b"ok", b""], {}, ValueError, "image 1 is empty"),
-        ([b"ok"], {"score_th": -0.1}, ValueError, "score_th"),
-        ([b"ok"], {"score_th": 1.5}, ValueError, "score_th"),
-        ([b"ok"], {"nms_iou": float("nan")}, ValueError, "nms_iou"),
-        ([b"ok"], {"min_height": float("inf")}, ValueError, "min_height"),
-        ([b"ok"], {"min_width": "0.1"}, ValueError, "min_width"),
-        ([b"ok"], {"max_results": 0}, ValueError, "max_results"),
-        ([b"ok"], {"max_results": 2.5}, ValueError, "max_results"),
-        ([b"ok"], {"max_results": True}, ValueError, "max_results"),
-        (b"raw bytes, not a list", {}, TypeError, "expected bytes"),
-        (["a path"], {}, TypeError, "expected bytes"),
+        pytest.param([], {}, ValueError, "no images", id="no-images"),
+        pytest.param([b""], {}, ValueError, "image 0 is empty", id="only-image-empty"),
+        pytest.param([b"ok", b""], {}, ValueError, "image 1 is empty", id="second-image-empty"),
+        pytest.param([b"ok"], {"score_th": -0.1}, ValueError, "score_th", id="score-below-zero"),
+        pytest.param([b"ok"], {"score_th": 1.5}, ValueError, "score_th", id="score-above-one"),
+        pytest.param([b"ok"], {"nms_iou": float("nan")}, ValueError, "nms_iou", id="iou-nan"),
+        pytest.param(
+            [b"ok"], {"min_height": float("inf")}, ValueError, "min_height", id="height-infinite"
+        ),
+        pytest.param([b"ok"], {"min_width": "0.1"}, ValueError, "min_width", id="width-string"),
+        pytest.param([b"ok"], {"max_results": 0}, ValueError, "max_results", id="max-results-zero"),
+        pytest.param(
+            [b"ok"], {"max_results": 2.5}, ValueError, "max_results", id="max-results-fraction"
+        ),
+        pytest.param(
+            [b"ok"], {"max_results": True}, ValueError, "max_results", id="max-results-bool"
+        ),
+        pytest.param(
+            b"raw bytes, not a list", {}, TypeError, "expected bytes", id="bytes-not-a-list"
+        ),
+        pytest.param(["a path"], {}, TypeError, "expected bytes", id="path-string-in-list"),
     ],
 )
 def test_build_payload_rejects_bad_arguments(
@@ -269,22 +276,30 @@ def test_build_payload_rejects_bad_arguments(
 @pytest.mark.parametrize(
     ("status", "body", "message", "reason"),
     [
-        (
+        pytest.param(
             401,
             _error_body(401, "missing or wrong token", "UNAUTHENTICATED", "bad_token").decode(),
             "missing or wrong token",
             "bad_token",
+            id="our-error-envelope",
         ),
-        (
+        pytest.param(
             400,
             json.dumps({"error": {"code": 400, "message": "no requests"}}),
             "no requests",
             None,
+            id="google-style-error",
         ),
-        (502, "<html><body>\n  <h1>502 Bad   Gateway</h1>\n</body></html>", None, None),
-        (503, "", "(empty body)", None),
-        (500, '["not", "an", "envelope"]', None, None),
-        (500, '{"error": "flat string"}', None, None),
+        pytest.param(
+            502,
+            "<html><body>\n  <h1>502 Bad   Gateway</h1>\n</body></html>",
+            None,
+            None,
+            id="html-from-a-proxy",
+        ),
+        pytest.param(503, "", "(empty body)", None, id="empty-body"),
+        pytest.param(500, '["not", "an", "envelope"]', None, None, id="json-not-an-envelope"),
+        pytest.param(500, '{"error": "flat string"}', None, None, id="flat-error-string"),
     ],
 )
 def test_api_error_from_body(
@@ -393,29 +408,40 @@ def test_send2api_returns_per_image_errors_without_raising(server: FakeServer) -
 @pytest.mark.parametrize(
     ("canned", "message", "reason"),
     [
-        (
+        pytest.param(
             Canned(401, _error_body(401, "missing or wrong token", "UNAUTHENTICATED", "bad_token")),
             "missing or wrong token",
             "bad_token",
+            id="401-with-reason",
         ),
-        (
+        pytest.param(
             Canned(
                 413, _error_body(413, "body too large", "INVALID_ARGUMENT", "payload_too_large")
             ),
             "body too large",
             "payload_too_large",
+            id="413-with-reason",
         ),
-        (
+        pytest.param(
             Canned(502, b"<html>Bad Gateway</html>", content_type="text/html"),
             "<html>Bad Gateway</html>",
             None,
+            id="html-502",
         ),
-        (Canned(200, b"not json", content_type="text/plain"), "answer is not a JSON object", None),
-        (Canned(200, b"[1, 2]"), "answer is not a JSON object", None),
-        (
+        pytest.param(
+            Canned(200, b"not json", content_type="text/plain"),
+            "answer is not a JSON object",
+            None,
+            id="200-not-json",
+        ),
+        pytest.param(
+            Canned(200, b"[1, 2]"), "answer is not a JSON object", None, id="200-json-array"
+        ),
+        pytest.param(
             Canned(302, b"", headers={"Location": "http://127.0.0.1:9/elsewhere"}),
             "(empty body)",
             None,
+            id="redirect-not-followed",
         ),
     ],
 )
@@ -438,13 +464,13 @@ def test_send2api_raises_api_error(
 @pytest.mark.parametrize(
     ("image", "error"),
     [
-        ([], ValueError),
-        ((), ValueError),
-        (b"", ValueError),
-        ([b"ok", b""], ValueError),
-        ("does/not/exist.jpg", FileNotFoundError),
-        (Path("does/not/exist.jpg"), FileNotFoundError),
-        ([b"ok", 42], TypeError),
+        pytest.param([], ValueError, id="empty-list"),
+        pytest.param((), ValueError, id="empty-tuple"),
+        pytest.param(b"", ValueError, id="empty-bytes"),
+        pytest.param([b"ok", b""], ValueError, id="second-image-empty"),
+        pytest.param("does/not/exist.jpg", FileNotFoundError, id="missing-path-string"),
+        pytest.param(Path("does/not/exist.jpg"), FileNotFoundError, id="missing-path"),
+        pytest.param([b"ok", 42], TypeError, id="not-bytes-in-list"),
     ],
 )
 def test_send2api_bad_images_fail_before_sending(
@@ -464,14 +490,14 @@ def test_send2api_directory_is_an_os_error(server: FakeServer, tmp_path: Path) -
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"token": ""},
-        {"token": " " + TOKEN},
-        {"token": TOKEN + "\r\nX-Evil: 1"},
-        {"token": TOKEN + "\u00e9"},
-        {"score_th": 2.0},
-        {"max_results": 0},
-        {"timeout": 0},
-        {"timeout": -1.0},
+        pytest.param({"token": ""}, id="empty-token"),
+        pytest.param({"token": " " + TOKEN}, id="token-padded"),
+        pytest.param({"token": TOKEN + "\r\nX-Evil: 1"}, id="token-header-injection"),
+        pytest.param({"token": TOKEN + "\u00e9"}, id="token-non-ascii"),
+        pytest.param({"score_th": 2.0}, id="score-above-one"),
+        pytest.param({"max_results": 0}, id="max-results-zero"),
+        pytest.param({"timeout": 0}, id="timeout-zero"),
+        pytest.param({"timeout": -1.0}, id="timeout-negative"),
     ],
 )
 def test_send2api_bad_arguments_fail_before_sending(
@@ -551,9 +577,9 @@ def test_cli_defaults(server: FakeServer, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env_token", "flag_token", "expected"),
     [
-        ("env-token", None, "env-token"),
-        ("env-token", "flag-token", "flag-token"),
-        (None, "flag-token", "flag-token"),
+        pytest.param("env-token", None, "env-token", id="from-environment"),
+        pytest.param("env-token", "flag-token", "flag-token", id="flag-wins"),
+        pytest.param(None, "flag-token", "flag-token", id="flag-only"),
     ],
 )
 def test_cli_token_sources(
@@ -583,13 +609,24 @@ def test_cli_token_sources(
 @pytest.mark.parametrize(
     ("argv_tail", "env", "message"),
     [
-        ([], {}, "API_TOKEN"),  # no token anywhere
-        ([], {"API_TOKEN": ""}, "API_TOKEN"),  # an empty variable is no token
-        (["--token", TOKEN, "--score-th", "abc"], {}, "--score-th"),
-        (["--token", TOKEN, "--max-results", "1.5"], {}, "--max-results"),
-        (["--token", TOKEN, "--score-th", "3"], {}, "score_th"),
-        (["--token", TOKEN, "--timeout", "0"], {}, "timeout"),
-        (["--token", " padded"], {}, "token"),
+        # no token anywhere
+        pytest.param([], {}, "API_TOKEN", id="no-token"),
+        # an empty variable is no token
+        pytest.param([], {"API_TOKEN": ""}, "API_TOKEN", id="empty-token-variable"),
+        pytest.param(
+            ["--token", TOKEN, "--score-th", "abc"], {}, "--score-th", id="score-th-not-a-number"
+        ),
+        pytest.param(
+            ["--token", TOKEN, "--max-results", "1.5"],
+            {},
+            "--max-results",
+            id="max-results-fraction",
+        ),
+        pytest.param(
+            ["--token", TOKEN, "--score-th", "3"], {}, "score_th", id="score-th-above-one"
+        ),
+        pytest.param(["--token", TOKEN, "--timeout", "0"], {}, "timeout", id="timeout-zero"),
+        pytest.param(["--token", " padded"], {}, "token", id="token-padded"),
     ],
 )
 def test_cli_usage_errors_exit_2_before_sending(
@@ -630,7 +667,7 @@ def test_cli_missing_file_exits_2(server: FakeServer, capsys: pytest.CaptureFixt
     assert server.requests == []
 
 
-@pytest.mark.parametrize("status", [401, 413])
+@pytest.mark.parametrize("status", [pytest.param(401, id="401"), pytest.param(413, id="413")])
 def test_cli_api_error_exits_1_with_one_line(
     server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], status: int
 ) -> None:
@@ -684,15 +721,7 @@ def test_cli_as_module_end_to_end(server: FakeServer, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["API_TOKEN"] = TOKEN
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "client.send2api", str(img), "--url", server.url],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_python("-m", "client.send2api", str(img), "--url", server.url, env=env)
 
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == OK_BODY

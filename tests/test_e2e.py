@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 import requests
 
 from client.send2api import ApiError, send2api
-from tests.conftest import REPO_ROOT, SAMPLE_IMAGES, shared_image
+from tests.helpers import SAMPLE_IMAGES, run_python, shared_image
 from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = pytest.mark.e2e
@@ -57,21 +55,13 @@ def test_client_raises_on_a_wrong_token(server: LiveServer) -> None:
 
 
 def test_client_cli(server: LiveServer) -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "client.send2api",
-            str(SAMPLE_IMAGES / "chelsea.png"),
-            "--url",
-            server.url,
-        ],
-        cwd=REPO_ROOT,
+    completed = run_python(
+        "-m",
+        "client.send2api",
+        str(SAMPLE_IMAGES / "chelsea.png"),
+        "--url",
+        server.url,
         env={**os.environ, "API_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert "cat" in names_of(json.loads(completed.stdout)["responses"][0])
@@ -133,7 +123,9 @@ def test_google_client_wrong_key(server: LiveServer) -> None:
         client.object_localization(image=vision.Image(content=b"x"))
 
 
-@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    "chunked", [pytest.param(False, id="content-length"), pytest.param(True, id="chunked")]
+)
 def test_20_mb_body_is_413(server: LiveServer, chunked: bool) -> None:
     blob = b" " * (20 * 1024 * 1024)
     data: Any = blob
@@ -153,11 +145,30 @@ def test_20_mb_body_is_413(server: LiveServer, chunked: bool) -> None:
 @pytest.mark.parametrize(
     ("headers", "data", "status"),
     [
-        ({"Content-Type": "application/json"}, b'{"requests": []}', 401),
-        ({"X-Api-Token": TOKEN, "Content-Type": "application/json"}, b"{oops", 400),
-        ({"X-Api-Token": TOKEN, "Content-Type": "application/json"}, b"[" * 200_000, 400),
-        ({"X-Api-Token": "t\u00f6ken".encode().decode("latin-1")}, b"{}", 401),
-        ({"X-Api-Token": TOKEN, "Content-Type": "text/plain"}, b"{}", 415),
+        pytest.param(
+            {"Content-Type": "application/json"}, b'{"requests": []}', 401, id="no-token-401"
+        ),
+        pytest.param(
+            {"X-Api-Token": TOKEN, "Content-Type": "application/json"},
+            b"{oops",
+            400,
+            id="broken-json-400",
+        ),
+        pytest.param(
+            {"X-Api-Token": TOKEN, "Content-Type": "application/json"},
+            b"[" * 200_000,
+            400,
+            id="json-nested-too-deep-400",
+        ),
+        pytest.param(
+            {"X-Api-Token": "t\u00f6ken".encode().decode("latin-1")},
+            b"{}",
+            401,
+            id="non-ascii-token-401",
+        ),
+        pytest.param(
+            {"X-Api-Token": TOKEN, "Content-Type": "text/plain"}, b"{}", 415, id="text-plain-415"
+        ),
     ],
 )
 def test_bad_input_over_http(
@@ -278,23 +289,15 @@ def test_annotated_png_from_the_cli(server: LiveServer, tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     out = tmp_path / "dog-annotated.png"
     source = shared_image("dog.jpg")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "client.send2api",
-            str(source),
-            "--url",
-            server.url,
-            "--annotate",
-            str(out),
-        ],
-        cwd=REPO_ROOT,
+    completed = run_python(
+        "-m",
+        "client.send2api",
+        str(source),
+        "--url",
+        server.url,
+        "--annotate",
+        str(out),
         env={**os.environ, "API_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     drawn = cv2.imread(str(out), cv2.IMREAD_COLOR)
@@ -341,25 +344,17 @@ def test_deepstack_request_as_frigate_sends_it(server: LiveServer) -> None:
 
 @pytest.mark.parametrize("form", ["multipart", "raw"])
 def test_client_cli_other_forms(server: LiveServer, form: str) -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "client.send2api",
-            str(SAMPLE_IMAGES / "coffee.png"),
-            "--url",
-            server.url + "v1/detect",
-            "--form",
-            form,
-            "--max-results",
-            "5",
-        ],
-        cwd=REPO_ROOT,
+    completed = run_python(
+        "-m",
+        "client.send2api",
+        str(SAMPLE_IMAGES / "coffee.png"),
+        "--url",
+        server.url + "v1/detect",
+        "--form",
+        form,
+        "--max-results",
+        "5",
         env={**os.environ, "API_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     (response,) = json.loads(completed.stdout)["responses"]

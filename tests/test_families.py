@@ -31,11 +31,11 @@ import manifests
 import predict
 from detection_types import DetectionParams, DetectionResult, ModelLoadError, OutputSpec
 from predict import Detector
+from tests.helpers import MODELS_DIR, load_real_model, model_weights, sample_image
 from tests.onnx_builders import Channel0Score, build_model, ultralytics_metadata
 
 NAMES = ("c0", "c1", "c2")
 BINS = 8
-REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 # Everything the decoders give, so that the tests see the decoders and not the size filter.
 PARAMS = DetectionParams(
     score_threshold=0.25, min_width_fraction=0, min_height_fraction=0, max_results=100
@@ -601,7 +601,7 @@ def test_80_classes_without_names_are_coco_with_a_warning(
     write_model(models_dir, "bare", outputs, input_shape=(1, 3, 128, 128))
     with caplog.at_level(logging.WARNING, logger="detection_service.predict"):
         detector = predict.load_model(models_dir, "bare")
-    coco = (REPO_MODELS / "coco80.txt").read_text(encoding="utf-8").splitlines()
+    coco = (MODELS_DIR / "coco80.txt").read_text(encoding="utf-8").splitlines()
     assert detector.info.family == family
     assert detector.info.class_names == tuple(n.strip() for n in coco if n.strip())
     assert detector.info.license == "unknown"
@@ -978,6 +978,39 @@ def test_detector_preprocess_is_defaults_plus_overrides(models_dir: Path) -> Non
     assert detector.manifest.family == detector.info.family == "gfl"
 
 
+@pytest.mark.parametrize(
+    ("family", "resize", "pad_position", "pad_value", "channel_order", "scale"),
+    [
+        # YOLOX: the reference demo's letterbox at the top left, BGR, 0..255.
+        pytest.param("yolox", "letterbox", "top_left", 114, "bgr", 1.0, id="yolox"),
+        # NanoDet-m (per the shared README): centred, black pad, BGR, mean/std below.
+        pytest.param("nanodet", "letterbox", "center", 0, "bgr", 1.0, id="nanodet"),
+        # Ultralytics-style exports: centred grey pad, RGB, 0..1.
+        pytest.param("yolov5", "letterbox", "center", 114, "rgb", 1 / 255, id="yolov5"),
+        pytest.param("yolov8", "letterbox", "center", 114, "rgb", 1 / 255, id="yolov8"),
+        pytest.param("e2e", "letterbox", "center", 114, "rgb", 1 / 255, id="e2e"),
+        # PP-PicoDet (PaddleDetection infer_cfg): stretched, RGB, 0..1 then ImageNet mean/std.
+        pytest.param("picodet", "stretch", "center", 114, "rgb", 1 / 255, id="picodet"),
+    ],
+)
+def test_family_preprocess_defaults(
+    family: str, resize: str, pad_position: str, pad_value: int, channel_order: str, scale: float
+) -> None:
+    spec = families.FAMILIES[family].preprocess
+    assert (spec.resize, spec.pad_position, spec.pad_value) == (resize, pad_position, pad_value)
+    assert spec.channel_order == channel_order
+    assert spec.scale == pytest.approx(scale)
+    if family == "nanodet":
+        assert spec.mean == (103.53, 116.28, 123.675)
+        assert spec.std == (57.375, 57.12, 58.395)
+    elif family == "picodet":
+        assert spec.mean == (0.485, 0.456, 0.406)
+        assert spec.std == (0.229, 0.224, 0.225)
+    else:
+        assert spec.mean is None
+        assert spec.std is None
+
+
 # --- class filter and class-agnostic NMS -------------------------------------------------------
 
 
@@ -1081,9 +1114,9 @@ def test_discover_models_missing_or_empty_folder(tmp_path: Path) -> None:
 
 def test_repository_models_folder() -> None:
     # The shipped manifests are found whether or not their weights have been fetched.
-    models = manifests.discover_models(REPO_MODELS)
-    assert models["yolox_nano"] == REPO_MODELS / "yolox_nano.json"
-    assert models["nanodet_m_416"] == REPO_MODELS / "nanodet_m_416.json"
+    models = manifests.discover_models(MODELS_DIR)
+    assert models["yolox_nano"] == MODELS_DIR / "yolox_nano.json"
+    assert models["nanodet_m_416"] == MODELS_DIR / "nanodet_m_416.json"
     assert all(path.suffix in (".json", ".onnx") for path in models.values())
 
 
@@ -1103,22 +1136,24 @@ def test_missing_weights_have_their_own_error(models_dir: Path) -> None:
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize(("name", "family"), [("yolox_nano", "yolox"), ("nanodet_m_416", "gfl")])
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        pytest.param("yolox_nano", "yolox", id="yolox_nano"),
+        pytest.param("nanodet_m_416", "gfl", id="nanodet_m_416"),
+    ],
+)
 def test_real_models_without_their_manifests(models_dir: Path, name: str, family: str) -> None:
     # The bare .onnx files are recognised from their shapes and, with the family's default
     # pre-processing and COCO-80, answer exactly as with their manifests.
-    weights = REPO_MODELS / f"{name}.onnx"
-    if not weights.is_file():
-        pytest.skip(f"{weights} is missing: run `make model` (and `make test-models`)")
+    weights = model_weights(name)
     (models_dir / weights.name).symlink_to(weights)
     bare = predict.load_model(models_dir, name)
-    with_manifest = predict.load_model(REPO_MODELS, name)
+    with_manifest = load_real_model(name)
     assert bare.info.family == with_manifest.info.family == family
     assert bare.info.class_names == with_manifest.info.class_names
     assert bare.preprocess == with_manifest.preprocess
-    image = image_io.decode_image(
-        (REPO_MODELS.parent / "sample_images" / "coffee.png").read_bytes()
-    )
+    image = image_io.decode_image(sample_image("coffee.png").read_bytes())
     first = bare.detect(image, PARAMS).detections
     second = with_manifest.detect(image, PARAMS).detections
     assert len(first) > 0

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from config import ServiceConfig
 from serve_http import create_app
-from tests.conftest import (
+from tests.helpers import (
     AUTH,
     SECOND_TOKEN,
     TOKEN,
@@ -113,27 +113,27 @@ def test_models_needs_a_token(client: FlaskClient) -> None:
     ("headers", "query", "status"),
     [
         # no token anywhere
-        ({}, "", 401),
+        pytest.param({}, "", 401, id="no-token"),
         # wrong token
-        ({"X-Api-Token": "nope"}, "", 401),
+        pytest.param({"X-Api-Token": "nope"}, "", 401, id="wrong-token"),
         # a prefix of the right token is still wrong
-        ({"X-Api-Token": TOKEN[:-1]}, "", 401),
+        pytest.param({"X-Api-Token": TOKEN[:-1]}, "", 401, id="token-prefix"),
         # non-ASCII header value must be a 401, not a TypeError 500
-        ({"X-Api-Token": "t\u00f6k\u00e9n"}, "", 401),
+        pytest.param({"X-Api-Token": "t\u00f6k\u00e9n"}, "", 401, id="non-ascii-header"),
         # right token in our header
-        ({"X-Api-Token": TOKEN}, "", 200),
+        pytest.param({"X-Api-Token": TOKEN}, "", 200, id="our-header"),
         # the second token of API_TOKENS (rotation)
-        ({"X-Api-Token": SECOND_TOKEN}, "", 200),
+        pytest.param({"X-Api-Token": SECOND_TOKEN}, "", 200, id="second-token-rotation"),
         # as a bearer token
-        ({"Authorization": f"Bearer {TOKEN}"}, "", 200),
+        pytest.param({"Authorization": f"Bearer {TOKEN}"}, "", 200, id="bearer"),
         # other schemes are not tokens
-        ({"Authorization": f"Basic {TOKEN}"}, "", 401),
+        pytest.param({"Authorization": f"Basic {TOKEN}"}, "", 401, id="basic-is-not-bearer"),
         # Google's header
-        ({"x-goog-api-key": TOKEN}, "", 200),
+        pytest.param({"x-goog-api-key": TOKEN}, "", 200, id="google-header"),
         # Google's query parameter
-        ({}, f"?key={TOKEN}", 200),
+        pytest.param({}, f"?key={TOKEN}", 200, id="google-query-key"),
         # a non-ASCII query key
-        ({}, "?key=%C3%A9", 401),
+        pytest.param({}, "?key=%C3%A9", 401, id="non-ascii-query-key"),
     ],
 )
 def test_auth(client: FlaskClient, headers: dict[str, str], query: str, status: int) -> None:
@@ -193,17 +193,23 @@ def test_annotate_response_shape(client: FlaskClient) -> None:
     ("feature", "expected_names"),
     [
         # defaults (score 0.3, min size 0.03): the tiny box is dropped
-        ({}, ["dog"]),
+        pytest.param({}, ["dog"], id="defaults-drop-tiny-box"),
         # an explicit 0 minimum size is honoured: the tiny box comes back, sorted by score
-        ({"min_height": 0, "min_width": 0}, ["dog", "person"]),
+        pytest.param(
+            {"min_height": 0, "min_width": 0}, ["dog", "person"], id="zero-min-size-honoured"
+        ),
         # an explicit maxResults 0 is honoured
-        ({"maxResults": 0}, []),
+        pytest.param({"maxResults": 0}, [], id="max-results-zero-honoured"),
         # snake_case spelling works too
-        ({"max_results": 1, "min_height": 0, "min_width": 0}, ["dog"]),
+        pytest.param({"max_results": 1, "min_height": 0, "min_width": 0}, ["dog"], id="snake-case"),
         # a high threshold drops everything
-        ({"score_th": 0.95}, []),
+        pytest.param({"score_th": 0.95}, [], id="high-threshold"),
         # score_th 0 keeps both once size filters are off
-        ({"score_th": 0, "minHeight": 0, "minWidth": 0}, ["dog", "person"]),
+        pytest.param(
+            {"score_th": 0, "minHeight": 0, "minWidth": 0},
+            ["dog", "person"],
+            id="zero-threshold-keeps-both",
+        ),
     ],
 )
 def test_parameters_reach_the_detector(
@@ -218,15 +224,15 @@ def test_parameters_reach_the_detector(
 @pytest.mark.parametrize(
     ("feature", "field"),
     [
-        ({"score_th": 1.5}, "score_th"),
-        ({"score_th": -0.1}, "score_th"),
-        ({"score_th": "0.5"}, "score_th"),
-        ({"nms_iou": True}, "nms_iou"),
-        ({"min_height": 2}, "min_height"),
-        ({"min_width": [0.1]}, "min_width"),
-        ({"maxResults": 2.5}, "maxResults"),
-        ({"maxResults": -1}, "maxResults"),
-        ({"maxResults": 10, "max_results": 5}, "maxResults"),
+        pytest.param({"score_th": 1.5}, "score_th", id="score-above-one"),
+        pytest.param({"score_th": -0.1}, "score_th", id="score-below-zero"),
+        pytest.param({"score_th": "0.5"}, "score_th", id="score-string"),
+        pytest.param({"nms_iou": True}, "nms_iou", id="iou-bool"),
+        pytest.param({"min_height": 2}, "min_height", id="height-above-one"),
+        pytest.param({"min_width": [0.1]}, "min_width", id="width-list"),
+        pytest.param({"maxResults": 2.5}, "maxResults", id="max-results-fraction"),
+        pytest.param({"maxResults": -1}, "maxResults", id="max-results-negative"),
+        pytest.param({"maxResults": 10, "max_results": 5}, "maxResults", id="both-spellings"),
     ],
 )
 def test_bad_parameters_are_400_naming_the_field(
@@ -263,13 +269,13 @@ def test_batch_with_a_garbage_middle_element(client: FlaskClient) -> None:
     ("content", "message_part"),
     [
         # base64 of bytes that are no image
-        (b64(b"hello world, not an image"), "supported"),
+        pytest.param(b64(b"hello world, not an image"), "supported", id="not-an-image"),
         # a truncated JPEG
-        (b64(encode_image(64, 64, ".jpg")[:300]), "decode"),
+        pytest.param(b64(encode_image(64, 64, ".jpg")[:300]), "decode", id="truncated-jpeg"),
         # a decompression bomb: refused from the header, without decoding 900 MP
-        (b64(bomb_png(30000, 30000)), "pixels"),
+        pytest.param(b64(bomb_png(30000, 30000)), "pixels", id="decompression-bomb"),
         # empty content
-        ("", "empty"),
+        pytest.param("", "empty", id="empty-content"),
     ],
 )
 def test_bad_images_are_per_image_errors(
@@ -294,15 +300,23 @@ def test_image_pixel_limit_is_configurable(config: ServiceConfig, detector: Fake
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ([], "invalid_request"),
-        ({}, "invalid_request"),
-        ({"requests": {}}, "invalid_request"),
-        ({"requests": []}, "invalid_request"),
-        ({"requests": [1]}, "invalid_request"),
-        ({"requests": [{"image": "abc"}]}, "invalid_request"),
-        ({"requests": [{"image": {}}]}, "invalid_request"),
-        ({"requests": [{"image": {"content": "aGk="}, "features": {}}]}, "invalid_request"),
-        ({"requests": [{"image": {"content": "aGk="}}] * 17}, "too_many_images"),
+        pytest.param([], "invalid_request", id="array"),
+        pytest.param({}, "invalid_request", id="no-requests"),
+        pytest.param({"requests": {}}, "invalid_request", id="requests-object"),
+        pytest.param({"requests": []}, "invalid_request", id="requests-empty"),
+        pytest.param({"requests": [1]}, "invalid_request", id="request-not-object"),
+        pytest.param({"requests": [{"image": "abc"}]}, "invalid_request", id="image-string"),
+        pytest.param({"requests": [{"image": {}}]}, "invalid_request", id="image-without-content"),
+        pytest.param(
+            {"requests": [{"image": {"content": "aGk="}, "features": {}}]},
+            "invalid_request",
+            id="features-object",
+        ),
+        pytest.param(
+            {"requests": [{"image": {"content": "aGk="}}] * 17},
+            "too_many_images",
+            id="seventeen-images",
+        ),
     ],
 )
 def test_malformed_requests_are_400(client: FlaskClient, body: Any, reason: str) -> None:
@@ -326,12 +340,16 @@ def test_images_per_request_limit_is_configurable(
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"{not json", "invalid_json"),
-        (b"", "invalid_json"),
-        (b"\xff\xfe\x00garbage", "invalid_json"),
+        pytest.param(b"{not json", "invalid_json", id="broken"),
+        pytest.param(b"", "invalid_json", id="empty"),
+        pytest.param(b"\xff\xfe\x00garbage", "invalid_json", id="not-utf8"),
         # deep nesting raises RecursionError inside json: must be a 400, not a 500
-        (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),
-        (b'{"requests": [' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"]}", "invalid_json"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "invalid_json", id="nested-too-deep"),
+        pytest.param(
+            b'{"requests": [' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"]}",
+            "invalid_json",
+            id="objects-nested-too-deep",
+        ),
     ],
 )
 def test_invalid_json_is_400(client: FlaskClient, data: bytes, reason: str) -> None:
@@ -341,7 +359,14 @@ def test_invalid_json_is_400(client: FlaskClient, data: bytes, reason: str) -> N
     assert "Traceback" not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", ""])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        pytest.param("text/plain", id="text-plain"),
+        pytest.param("application/xml", id="application-xml"),
+        pytest.param("", id="none"),
+    ],
+)
 def test_wrong_content_type_is_415(client: FlaskClient, content_type: str) -> None:
     response = client.post("/", data=b"{}", headers={**AUTH, "Content-Type": content_type})
     assert response.status_code == 415
@@ -355,7 +380,13 @@ def test_unknown_path_is_404(client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/"), ("PUT", "/"), ("POST", "/healthz"), ("GET", GOOGLE_PATHS[0])]
+    ("method", "path"),
+    [
+        pytest.param("GET", "/", id="get-annotate"),
+        pytest.param("PUT", "/", id="put-annotate"),
+        pytest.param("POST", "/healthz", id="post-healthz"),
+        pytest.param("GET", GOOGLE_PATHS[0], id="get-google"),
+    ],
 )
 def test_wrong_method_is_405(client: FlaskClient, method: str, path: str) -> None:
     response = client.open(path, method=method, headers=AUTH)
@@ -444,8 +475,15 @@ def test_one_log_line_per_request_without_the_token(
 # ---------------------------------------------------------------------------- Google contract
 
 
-@pytest.mark.parametrize("path", GOOGLE_PATHS)
-@pytest.mark.parametrize("feature_type", ["OBJECT_LOCALIZATION", 19, "object_localization"])
+@pytest.mark.parametrize("path", GOOGLE_PATHS, ids=["images", "project", "project-location"])
+@pytest.mark.parametrize(
+    "feature_type",
+    [
+        pytest.param("OBJECT_LOCALIZATION", id="name"),
+        pytest.param(19, id="number"),
+        pytest.param("object_localization", id="lower-case-name"),
+    ],
+)
 def test_google_annotate(client: FlaskClient, path: str, feature_type: Any) -> None:
     body = {
         "requests": [
@@ -469,9 +507,13 @@ def test_google_annotate(client: FlaskClient, path: str, feature_type: Any) -> N
     ("features", "expected"),
     [
         # maxResults 0 is proto3's "unset" on Google's contract: the default applies
-        ([{"type": 19, "maxResults": 0, "min_height": 0, "min_width": 0}], 2),
+        pytest.param(
+            [{"type": 19, "maxResults": 0, "min_height": 0, "min_width": 0}], 2, id="zero-is-unset"
+        ),
         # snake_case
-        ([{"type": 19, "max_results": 1, "min_height": 0, "min_width": 0}], 1),
+        pytest.param(
+            [{"type": 19, "max_results": 1, "min_height": 0, "min_width": 0}], 1, id="snake-case"
+        ),
     ],
 )
 def test_google_max_results(
@@ -485,11 +527,11 @@ def test_google_max_results(
 @pytest.mark.parametrize(
     "features",
     [
-        [{"type": "LABEL_DETECTION"}],
-        [{"type": 4}],
-        [{"type": 19}, {"type": "TEXT_DETECTION"}],
-        [],
-        [{}],
+        pytest.param([{"type": "LABEL_DETECTION"}], id="labels"),
+        pytest.param([{"type": 4}], id="number-4"),
+        pytest.param([{"type": 19}, {"type": "TEXT_DETECTION"}], id="object-and-text"),
+        pytest.param([], id="none"),
+        pytest.param([{}], id="no-type"),
     ],
 )
 def test_google_unsupported_features_are_per_image_errors(

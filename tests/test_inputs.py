@@ -19,7 +19,7 @@ from werkzeug.test import encode_multipart
 
 from config import ServiceConfig
 from serve_http import create_app
-from tests.conftest import AUTH, TOKEN, FakeDetector, encode_image
+from tests.helpers import AUTH, TOKEN, FakeDetector, decode_with_cv2, encode_image
 
 ROUTES = ["/", "/v1/detect"]
 
@@ -88,21 +88,42 @@ def test_multipart_numbered_fields_sorted_as_integers(client: FlaskClient) -> No
     ("data", "status", "reason"),
     [
         # no image at all
-        ({"id": "x"}, 400, "invalid_request"),
+        pytest.param({"id": "x"}, 400, "invalid_request", id="no-image"),
         # two differently named file fields: ambiguous order
-        (
+        pytest.param(
             {"a": file_part(encode_image(8, 8)), "b": file_part(encode_image(8, 8))},
             400,
             "invalid_request",
+            id="two-file-fields",
         ),
         # a threshold that is not a number
-        ({"image": file_part(encode_image(8, 8)), "score_th": "high"}, 400, "invalid_parameter"),
+        pytest.param(
+            {"image": file_part(encode_image(8, 8)), "score_th": "high"},
+            400,
+            "invalid_parameter",
+            id="threshold-not-a-number",
+        ),
         # out of range
-        ({"image": file_part(encode_image(8, 8)), "nms_iou": "1.5"}, 400, "invalid_parameter"),
+        pytest.param(
+            {"image": file_part(encode_image(8, 8)), "nms_iou": "1.5"},
+            400,
+            "invalid_parameter",
+            id="iou-out-of-range",
+        ),
         # NaN is not a threshold
-        ({"image": file_part(encode_image(8, 8)), "score_th": "nan"}, 400, "invalid_parameter"),
+        pytest.param(
+            {"image": file_part(encode_image(8, 8)), "score_th": "nan"},
+            400,
+            "invalid_parameter",
+            id="threshold-nan",
+        ),
         # too many images
-        ({"image": [file_part(encode_image(8, 8)) for _ in range(17)]}, 400, "too_many_images"),
+        pytest.param(
+            {"image": [file_part(encode_image(8, 8)) for _ in range(17)]},
+            400,
+            "too_many_images",
+            id="too-many-images",
+        ),
     ],
 )
 def test_multipart_errors(
@@ -124,7 +145,11 @@ def test_multipart_single_file_under_another_name(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize(
     ("content_type", "ext"),
-    [("application/octet-stream", ".png"), ("image/jpeg", ".jpg"), ("image/png", ".png")],
+    [
+        pytest.param("application/octet-stream", ".png", id="octet-stream"),
+        pytest.param("image/jpeg", ".jpg", id="jpeg"),
+        pytest.param("image/png", ".png", id="png"),
+    ],
 )
 @pytest.mark.parametrize("route", ROUTES)
 def test_raw_body(client: FlaskClient, route: str, content_type: str, ext: str) -> None:
@@ -142,9 +167,12 @@ def test_raw_body(client: FlaskClient, route: str, content_type: str, ext: str) 
 @pytest.mark.parametrize(
     ("data", "query", "status", "check"),
     [
-        (b"", "", 400, "invalid_request"),  # empty body
-        (b"garbage", "", 200, 3),  # not an image: a per-image error
-        (encode_image(8, 8), "?maxResults=x", 400, "invalid_parameter"),
+        pytest.param(b"", "", 400, "invalid_request", id="empty-body"),
+        # not an image: a per-image error
+        pytest.param(b"garbage", "", 200, 3, id="not-an-image"),
+        pytest.param(
+            encode_image(8, 8), "?maxResults=x", 400, "invalid_parameter", id="bad-query-parameter"
+        ),
     ],
 )
 def test_raw_body_errors(
@@ -169,9 +197,13 @@ IMAGE = encode_image(50, 40)
 @pytest.mark.parametrize(
     "form",
     [
-        {"image": base64.b64encode(IMAGE).decode()},  # standard, padded
-        {"image": base64.urlsafe_b64encode(IMAGE).decode().rstrip("=")},  # URL-safe, unpadded
-        {"image": "data:image/png;base64," + base64.b64encode(IMAGE).decode()},  # data URI
+        pytest.param({"image": base64.b64encode(IMAGE).decode()}, id="standard-padded"),
+        pytest.param(
+            {"image": base64.urlsafe_b64encode(IMAGE).decode().rstrip("=")}, id="url-safe-unpadded"
+        ),
+        pytest.param(
+            {"image": "data:image/png;base64," + base64.b64encode(IMAGE).decode()}, id="data-uri"
+        ),
     ],
 )
 @pytest.mark.parametrize("route", ROUTES)
@@ -280,20 +312,20 @@ def test_too_many_form_parts_is_413(client: FlaskClient) -> None:
 # ------------------------------------------------------------------------------- picture out
 
 
-def _decode(data: bytes) -> np.ndarray[Any, Any]:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None
-    return np.asarray(image)
-
-
 @pytest.mark.parametrize(
     ("query", "accept", "mimetype", "magic"),
     [
-        ("", "image/png", "image/png", b"\x89PNG"),
-        ("", "image/jpeg", "image/jpeg", b"\xff\xd8"),
-        ("?format=png", "", "image/png", b"\x89PNG"),
-        ("?format=jpeg", "application/json", "image/jpeg", b"\xff\xd8"),
-        ("?format=jpg", "", "image/jpeg", b"\xff\xd8"),
+        pytest.param("", "image/png", "image/png", b"\x89PNG", id="accept-png"),
+        pytest.param("", "image/jpeg", "image/jpeg", b"\xff\xd8", id="accept-jpeg"),
+        pytest.param("?format=png", "", "image/png", b"\x89PNG", id="format-png"),
+        pytest.param(
+            "?format=jpeg",
+            "application/json",
+            "image/jpeg",
+            b"\xff\xd8",
+            id="format-jpeg-over-accept-json",
+        ),
+        pytest.param("?format=jpg", "", "image/jpeg", b"\xff\xd8", id="format-jpg"),
     ],
 )
 def test_picture_output(
@@ -311,7 +343,7 @@ def test_picture_output(
     assert response.mimetype == mimetype
     assert response.data.startswith(magic)
     assert response.headers["X-Detection-Count"] == "1"
-    drawn = _decode(response.data)
+    drawn = decode_with_cv2(response.data)
     assert drawn.shape == original.shape
     # the box edge at x = 0.25 * width is drawn; a far corner is untouched
     assert np.abs(drawn[60, 50].astype(int) - 128).max() > 30
@@ -326,21 +358,47 @@ def test_picture_max_side(client: FlaskClient) -> None:
         content_type="multipart/form-data",
     )
     assert response.status_code == 200
-    assert _decode(response.data).shape == (50, 100, 3)
+    assert decode_with_cv2(response.data).shape == (50, 100, 3)
 
 
 @pytest.mark.parametrize(
     ("query", "data", "status", "reason"),
     [
         # several images cannot become one picture
-        ("?format=png", {"image": [file_part(IMAGE), file_part(IMAGE)]}, 406, "not_acceptable"),
+        pytest.param(
+            "?format=png",
+            {"image": [file_part(IMAGE), file_part(IMAGE)]},
+            406,
+            "not_acceptable",
+            id="several-images",
+        ),
         # unknown format
-        ("?format=gif", {"image": file_part(IMAGE)}, 400, "invalid_parameter"),
+        pytest.param(
+            "?format=gif",
+            {"image": file_part(IMAGE)},
+            400,
+            "invalid_parameter",
+            id="unknown-format",
+        ),
         # max_side out of range / not a number
-        ("?format=png&max_side=5", {"image": file_part(IMAGE)}, 400, "invalid_parameter"),
-        ("?format=png&max_side=big", {"image": file_part(IMAGE)}, 400, "invalid_parameter"),
+        pytest.param(
+            "?format=png&max_side=5",
+            {"image": file_part(IMAGE)},
+            400,
+            "invalid_parameter",
+            id="max-side-out-of-range",
+        ),
+        pytest.param(
+            "?format=png&max_side=big",
+            {"image": file_part(IMAGE)},
+            400,
+            "invalid_parameter",
+            id="max-side-not-a-number",
+        ),
         # the one image is bad: nothing to draw on
-        ("?format=png", {"image": file_part(b"nope")}, 400, "invalid_image"),
+        pytest.param(
+            "?format=png", {"image": file_part(b"nope")}, 400, "invalid_image", id="bad-image"
+        ),
     ],
 )
 def test_picture_errors(
@@ -384,7 +442,14 @@ def test_deepstack_detection(client: FlaskClient) -> None:
     assert all(isinstance(dog[k], int) for k in ("x_min", "y_min", "x_max", "y_max"))
 
 
-@pytest.mark.parametrize(("confidence", "count"), [("0.6", 1), ("0.95", 0), ("0", 2)])
+@pytest.mark.parametrize(
+    ("confidence", "count"),
+    [
+        pytest.param("0.6", 1, id="0.6-keeps-one"),
+        pytest.param("0.95", 0, id="0.95-keeps-none"),
+        pytest.param("0", 2, id="0-keeps-both"),
+    ],
+)
 def test_deepstack_min_confidence(client: FlaskClient, confidence: str, count: int) -> None:
     response = client.post(
         "/v1/vision/detection",
@@ -398,17 +463,27 @@ def test_deepstack_min_confidence(client: FlaskClient, confidence: str, count: i
 @pytest.mark.parametrize(
     ("data", "headers", "content_type", "status"),
     [
-        ({"image": file_part(IMAGE)}, {}, "multipart/form-data", 401),  # no token
-        ({"image": file_part(IMAGE), "api_key": "bad"}, {}, "multipart/form-data", 401),
-        ({}, AUTH, "multipart/form-data", 400),  # no image
-        ({"image": file_part(b"nope")}, AUTH, "multipart/form-data", 400),  # not an image
-        (
+        pytest.param({"image": file_part(IMAGE)}, {}, "multipart/form-data", 401, id="no-token"),
+        pytest.param(
+            {"image": file_part(IMAGE), "api_key": "bad"},
+            {},
+            "multipart/form-data",
+            401,
+            id="bad-api-key",
+        ),
+        pytest.param({}, AUTH, "multipart/form-data", 400, id="no-image"),
+        pytest.param(
+            {"image": file_part(b"nope")}, AUTH, "multipart/form-data", 400, id="not-an-image"
+        ),
+        pytest.param(
             {"image": file_part(IMAGE), "min_confidence": "2"},
             AUTH,
             "multipart/form-data",
             400,
+            id="confidence-above-one",
         ),
-        (None, AUTH, "application/json", 415),  # wrong content type
+        # wrong content type
+        pytest.param(None, AUTH, "application/json", 415, id="json-415"),
     ],
 )
 def test_deepstack_errors(

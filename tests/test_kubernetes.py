@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from config import DEFAULT_MAX_BODY_BYTES
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import validate_kubernetes
@@ -783,13 +783,14 @@ def test_check_reports_a_breakage(
 @pytest.mark.parametrize(
     ("quantity", "value"),
     [
-        ("2", Decimal(2)),
-        (2, Decimal(2)),
-        ("2000m", Decimal(2)),  # milli-CPUs that make a whole CPU
-        ("1500m", Decimal("1.5")),
-        ("1536Mi", Decimal(1536 * 2**20)),
-        ("1.5Gi", Decimal(1536 * 2**20)),
-        ("2G", Decimal(2 * 10**9)),
+        pytest.param("2", Decimal(2), id="string-2"),
+        pytest.param(2, Decimal(2), id="int-2"),
+        # milli-CPUs that make a whole CPU
+        pytest.param("2000m", Decimal(2), id="2000m"),
+        pytest.param("1500m", Decimal("1.5"), id="1500m"),
+        pytest.param("1536Mi", Decimal(1536 * 2**20), id="1536Mi"),
+        pytest.param("1.5Gi", Decimal(1536 * 2**20), id="1.5Gi"),
+        pytest.param("2G", Decimal(2 * 10**9), id="2G"),
     ],
 )
 def test_parse_quantity(quantity: object, value: Decimal) -> None:
@@ -798,7 +799,13 @@ def test_parse_quantity(quantity: object, value: Decimal) -> None:
 
 @pytest.mark.parametrize(
     ("size", "value"),
-    [("0", 0), ("1048576", 2**20), ("512k", 512 * 2**10), ("12m", 12 * 2**20), ("1G", 2**30)],
+    [
+        pytest.param("0", 0, id="0"),
+        pytest.param("1048576", 2**20, id="bytes"),
+        pytest.param("512k", 512 * 2**10, id="512k"),
+        pytest.param("12m", 12 * 2**20, id="12m"),
+        pytest.param("1G", 2**30, id="1G"),
+    ],
 )
 def test_parse_nginx_size(size: str, value: int) -> None:
     assert parse_nginx_size(size) == value

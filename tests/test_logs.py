@@ -22,7 +22,7 @@ from logs import (
     tokens_from_environ,
 )
 from serve_http import create_app
-from tests.conftest import AUTH, TOKEN, FakeDetector, annotate_body, encode_image
+from tests.helpers import AUTH, TOKEN, FakeDetector, annotate_body, encode_image
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from metrics import NullMetrics, ServiceMetrics
 from registry import ModelRegistry
 from serve_http import ServiceState, create_app
 from stages import STAGES
-from tests.conftest import AUTH, REPO_ROOT, TOKEN, FakeDetector, annotate_body, encode_image
+from tests.helpers import AUTH, REPO_ROOT, TOKEN, FakeDetector, annotate_body, encode_image
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from config import ServiceConfig
 from registry import ModelRegistry
 from serve_http import create_app
-from tests.conftest import AUTH, FakeDetector, encode_image
+from tests.helpers import AUTH, FakeDetector, encode_image
 
 IMAGE = encode_image(100, 100)
 B64 = base64.b64encode(IMAGE).decode()
@@ -40,9 +40,12 @@ def _json(client: FlaskClient, path: str, feature: dict[str, Any]) -> Any:
 @pytest.mark.parametrize(
     ("model", "expected"),
     [
-        (None, "alpha"),  # none named: the default
-        ("beta", "beta"),  # chosen by name
-        ("builtin/stable", "alpha"),  # Google's built-in model names mean the default
+        # none named: the default
+        pytest.param(None, "alpha", id="default"),
+        # chosen by name
+        pytest.param("beta", "beta", id="by-name"),
+        # Google's built-in model names mean the default
+        pytest.param("builtin/stable", "alpha", id="google-builtin-is-default"),
     ],
 )
 def test_json_route_chooses_the_model(
@@ -77,7 +80,7 @@ def test_unknown_model_is_a_per_image_error_on_json_routes(client: FlaskClient) 
 
 @pytest.mark.parametrize(
     ("how", "status"),
-    [("beta", 200), ("gamma", 404)],
+    [pytest.param("beta", 200, id="known-model"), pytest.param("gamma", 404, id="unknown-model")],
 )
 def test_other_routes_choose_by_form_field_or_query(
     client: FlaskClient, how: str, status: int
@@ -145,11 +148,14 @@ def test_readyz_waits_for_every_model(config: ServiceConfig) -> None:
 @pytest.mark.parametrize(
     ("classes", "expected"),
     [
-        (["dog"], ["dog"]),  # by name
-        (["Person"], ["person"]),  # names match case-insensitively
-        ([16, 0], ["dog", "person"]),  # by id
-        ("dog,person", ["dog", "person"]),  # a comma-separated string
-        (["car"], []),  # a class the image does not have
+        pytest.param(["dog"], ["dog"], id="by-name"),
+        # names match case-insensitively
+        pytest.param(["Person"], ["person"], id="case-insensitive"),
+        pytest.param([16, 0], ["dog", "person"], id="by-id"),
+        # a comma-separated string
+        pytest.param("dog,person", ["dog", "person"], id="comma-separated"),
+        # a class the image does not have
+        pytest.param(["car"], [], id="absent-class"),
     ],
 )
 def test_class_filter_on_json(client: FlaskClient, classes: Any, expected: list[str]) -> None:
@@ -157,7 +163,19 @@ def test_class_filter_on_json(client: FlaskClient, classes: Any, expected: list[
     assert [a["name"] for a in result["localizedObjectAnnotations"]] == expected
 
 
-@pytest.mark.parametrize("classes", [["unicorn"], [80], [-1], [], "", [True], [{"name": "dog"}], 3])
+@pytest.mark.parametrize(
+    "classes",
+    [
+        pytest.param(["unicorn"], id="unknown-name"),
+        pytest.param([80], id="id-past-the-names"),
+        pytest.param([-1], id="negative-id"),
+        pytest.param([], id="empty-list"),
+        pytest.param("", id="empty-string"),
+        pytest.param([True], id="bool"),
+        pytest.param([{"name": "dog"}], id="object"),
+        pytest.param(3, id="number"),
+    ],
+)
 def test_bad_class_filter_is_400(client: FlaskClient, classes: Any) -> None:
     response = _json(client, "/", {"classes": classes})
     assert response.status_code == 400
@@ -193,7 +211,12 @@ def test_class_filter_on_forms_and_query(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize(
     ("value", "status", "expected"),
-    [(True, 200, True), (False, 200, False), ("yes", 400, None), (1, 400, None)],
+    [
+        pytest.param(True, 200, True, id="true"),
+        pytest.param(False, 200, False, id="false"),
+        pytest.param("yes", 400, None, id="string-yes"),
+        pytest.param(1, 400, None, id="int-1"),
+    ],
 )
 def test_agnostic_nms_switch_on_json(
     client: FlaskClient, value: Any, status: int, expected: bool | None
@@ -204,7 +227,14 @@ def test_agnostic_nms_switch_on_json(
         assert response.get_json()["responses"][0]["parameters"]["agnostic_nms"] is expected
 
 
-@pytest.mark.parametrize(("text", "status"), [("true", 200), ("0", 200), ("maybe", 400)])
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        pytest.param("true", 200, id="true"),
+        pytest.param("0", 200, id="zero"),
+        pytest.param("maybe", 400, id="maybe"),
+    ],
+)
 def test_agnostic_nms_switch_on_forms(client: FlaskClient, text: str, status: int) -> None:
     response = client.post(
         f"/v1/detect?agnostic_nms={text}", data=IMAGE, headers={**AUTH, "Content-Type": "image/png"}

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SAMPLE_IMAGES
+from tests.helpers import REPO_ROOT, SAMPLE_IMAGES
 from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = [pytest.mark.newman, pytest.mark.e2e]

@@ -50,6 +50,8 @@ from tests.live_server import live_gunicorn
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import build_openapi
+from openapi_build.common import BuildError, camel, openapi_path
+from openapi_build.document import build, load_fragments
 
 OPENAPI_PATH = REPO_ROOT / "openapi.json"
 DOCUMENT_URI = "urn:detection-service:openapi"
@@ -136,7 +138,7 @@ def test_document_is_valid_openapi_3_1() -> None:
 
 def test_committed_document_is_the_build() -> None:
     # `make test` also runs `scripts/build_openapi.py --check`; this says the same in pytest.
-    built = build_openapi.render(build_openapi.build())
+    built = build_openapi.render(build())
     assert OPENAPI_PATH.read_text(encoding="utf-8") == built, (
         "openapi.json is stale: run .venv/bin/python scripts/build_openapi.py"
     )
@@ -278,7 +280,7 @@ ROUTE_CASES = [
 
 @pytest.mark.parametrize("route", ROUTE_CASES)
 def test_each_operation_has_its_routes_security_and_error_shape(route: serve_http.Route) -> None:
-    path = build_openapi.openapi_path(route.rule)
+    path = openapi_path(route.rule)
     operation = document()["paths"][path][route.methods[0].lower()]
     if route.public:
         assert operation["security"] == []
@@ -334,11 +336,11 @@ def test_every_error_status_has_a_response_rendered_by_the_service(status: int) 
 def test_parameter_schemas_come_from_the_parameter_table(
     parameter: utils_serve.Parameter,
 ) -> None:
-    schema = schemas()[build_openapi.camel(parameter.attribute)]
+    schema = schemas()[camel(parameter.attribute)]
     assert schema["type"] == ("integer" if parameter.kind is int else "number")
     assert (schema["minimum"], schema["maximum"]) == (parameter.low, parameter.high)
     assert schema["default"] == getattr(DetectionParams(), parameter.attribute)
-    ref = {"$ref": f"#/components/schemas/{build_openapi.camel(parameter.attribute)}"}
+    ref = {"$ref": f"#/components/schemas/{camel(parameter.attribute)}"}
     features = schemas()["Thresholds"]["properties"]
     for spelling in parameter.spellings:  # every spelling of a JSON feature
         assert {**features[spelling], "description": ""} == {**ref, "description": ""}
@@ -444,11 +446,11 @@ def _refer_to_nothing(fragments: dict[str, Any]) -> None:
 def test_builder_refuses_fragments_that_do_not_fit_the_code(
     breakage: Breakage, message: str
 ) -> None:
-    fragments = copy.deepcopy(build_openapi.load_fragments())
-    build_openapi.build(fragments)  # the copy builds before it is broken
+    fragments = copy.deepcopy(load_fragments())
+    build(fragments)  # the copy builds before it is broken
     breakage(fragments)
-    with pytest.raises(build_openapi.BuildError, match=re.escape(message)):
-        build_openapi.build(fragments)
+    with pytest.raises(BuildError, match=re.escape(message)):
+        build(fragments)
 
 
 # ---------------------------------------------------------------------- the fuzz, live server

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics import ServiceMetrics
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,16 @@ import image_io
 import predict
 from detection_types import DetectionParams, DetectionResult, FloatArray, ImageArray
 from predict import Detector
+from tests.helpers import (
+    MODELS_DIR,
+    SHARED_IMAGES,
+    load_real_model,
+    sample_image,
+    shared_image,
+)
 
 pytestmark = pytest.mark.real_model
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "models"
-SAMPLE_IMAGES = REPO_ROOT / "sample_images"
-SHARED_IMAGES = Path(os.environ.get("TEST_IMAGES_DIR", REPO_ROOT.parent / "shared" / "images"))
 MODEL_NAMES = ("yolox_nano", "nanodet_m_416")
 COCO_IMAGE_COUNT = 20
 
@@ -53,24 +55,14 @@ BOX_TOLERANCE_PX = 15.0
 # --- loading --------------------------------------------------------------------------------------
 
 
-def _load_detector(name: str) -> Detector:
-    weights = MODELS_DIR / f"{name}.onnx"
-    if not weights.is_file():
-        pytest.skip(
-            f"{weights} is missing: run `make model` (and `make test-models` for the second "
-            "family) to fetch and verify the weights"
-        )
-    return predict.load_model(MODELS_DIR, name)
-
-
 @pytest.fixture(scope="session")
 def yolox() -> Detector:
-    return _load_detector("yolox_nano")
+    return load_real_model("yolox_nano")
 
 
 @pytest.fixture(scope="session")
 def nanodet() -> Detector:
-    return _load_detector("nanodet_m_416")
+    return load_real_model("nanodet_m_416")
 
 
 @pytest.fixture(params=MODEL_NAMES)
@@ -87,21 +79,12 @@ def _decode(path: Path) -> ImageArray:
     return image
 
 
-def shared_image(name: str) -> ImageArray:
-    path = SHARED_IMAGES / name
-    if not path.is_file():
-        pytest.skip(
-            f"{path} is missing: put the shared test photos at ../shared/images next to the "
-            "checkout or point TEST_IMAGES_DIR at them"
-        )
-    return _decode(path)
+def shared_photo(name: str) -> ImageArray:
+    return _decode(shared_image(name))
 
 
-def sample_image(name: str) -> ImageArray:
-    path = SAMPLE_IMAGES / name
-    if not path.is_file():
-        pytest.skip(f"{path} is missing: it belongs in the repository's sample_images/ folder")
-    return _decode(path)
+def sample_photo(name: str) -> ImageArray:
+    return _decode(sample_image(name))
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -162,7 +145,7 @@ def assert_valid(result: DetectionResult, image: ImageArray, num_classes: int) -
 def test_yolox_dog_reference_boxes(
     yolox: Detector, name: str, reference: tuple[int, int, int, int]
 ) -> None:
-    result = yolox.detect(shared_image("dog.jpg"), DetectionParams())
+    result = yolox.detect(shared_photo("dog.jpg"), DetectionParams())
     # Measured 0.80-0.86; 0.6 allows for other exports and runtimes.
     found = of_class(yolox, result, name, min_score=0.6)
     assert found, f"no {name} >= 0.6 in: {describe(yolox, result)}"
@@ -172,14 +155,14 @@ def test_yolox_dog_reference_boxes(
 
 def test_yolox_dog_three_best_are_the_obvious_objects(yolox: Detector) -> None:
     # Next after them comes a 0.31 'truck' on the car; nothing else reaches 0.6.
-    result = yolox.detect(shared_image("dog.jpg"), DetectionParams())
+    result = yolox.detect(shared_photo("dog.jpg"), DetectionParams())
     assert sorted(names(yolox, result)[:3]) == ["bicycle", "car", "dog"], describe(yolox, result)
     assert np.all(result.detections.scores[3:] < 0.6)
 
 
 def test_yolox_bus(yolox: Detector) -> None:
     # Measured: bus 0.90; persons 0.86, 0.81, 0.70.
-    result = yolox.detect(shared_image("bus.jpg"), DetectionParams())
+    result = yolox.detect(shared_photo("bus.jpg"), DetectionParams())
     assert of_class(yolox, result, "bus", min_score=0.8), describe(yolox, result)
     assert len(of_class(yolox, result, "person", min_score=0.6)) >= 3, describe(yolox, result)
 
@@ -189,14 +172,14 @@ def test_yolox_bus(yolox: Detector) -> None:
 
 def test_nanodet_dog(nanodet: Detector) -> None:
     # NanoDet-m is less confident: bicycle 0.69, dog 0.52, car 0.45 (measured); hence 0.35.
-    result = nanodet.detect(shared_image("dog.jpg"), DetectionParams(score_threshold=0.35))
+    result = nanodet.detect(shared_photo("dog.jpg"), DetectionParams(score_threshold=0.35))
     for name in ("dog", "bicycle", "car"):
         assert of_class(nanodet, result, name), f"no {name} in: {describe(nanodet, result)}"
 
 
 def test_nanodet_bus(nanodet: Detector) -> None:
     # Measured: bus 0.76; persons 0.64, 0.62, 0.54 (then a 0.31 person cut by the border).
-    result = nanodet.detect(shared_image("bus.jpg"), DetectionParams(score_threshold=0.35))
+    result = nanodet.detect(shared_photo("bus.jpg"), DetectionParams(score_threshold=0.35))
     assert of_class(nanodet, result, "bus", min_score=0.6), describe(nanodet, result)
     assert len(of_class(nanodet, result, "person", min_score=0.45)) >= 3, describe(nanodet, result)
 
@@ -217,7 +200,7 @@ def test_families_agree_on_obvious_objects(
     # separately trained architectures do not draw identical boxes (NanoDet's bicycle starts
     # ~50 px further right), so 0.7 keeps a margin under the worst measured 0.79, while the
     # boxes of different objects in these photos overlap far less (persons side by side: ~0).
-    image = shared_image(photo)
+    image = shared_photo(photo)
     params = DetectionParams(score_threshold=0.3)
     from_yolox = yolox.detect(image, params)
     from_nanodet = nanodet.detect(image, params)
@@ -262,17 +245,21 @@ def test_sample_images(
     request: pytest.FixtureRequest, model: str, file: str, name: str, min_score: float
 ) -> None:
     detector: Detector = request.getfixturevalue("yolox" if model == "yolox_nano" else "nanodet")
-    result = detector.detect(sample_image(file), DetectionParams())
+    result = detector.detect(sample_photo(file), DetectionParams())
     assert of_class(detector, result, name, min_score), describe(detector, result)
 
 
 @pytest.mark.parametrize(
     ("file", "name"),
-    [("astronaut.png", "person"), ("chelsea.png", "cat"), ("coffee.png", "cup")],
+    [
+        pytest.param("astronaut.png", "person", id="astronaut-person"),
+        pytest.param("chelsea.png", "cat", id="chelsea-cat"),
+        pytest.param("coffee.png", "cup", id="coffee-cup"),
+    ],
 )
 def test_sample_images_best_answer(any_model: Detector, file: str, name: str) -> None:
     # The main subject is the best-scoring detection for both families.
-    result = any_model.detect(sample_image(file), DetectionParams())
+    result = any_model.detect(sample_photo(file), DetectionParams())
     assert names(any_model, result)[:1] == [name], describe(any_model, result)
 
 
@@ -287,7 +274,7 @@ def _png(pixels: npt.NDArray[Any]) -> bytes:
 
 def test_grayscale_image(any_model: Detector) -> None:
     # Grey dog.jpg still shows all three objects (YOLOX 0.79/0.78/0.83, NanoDet 0.54/0.76/0.58).
-    colour = shared_image("dog.jpg")
+    colour = shared_photo("dog.jpg")
     image = image_io.decode_image(_png(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)))
     assert image.shape == colour.shape
     result = any_model.detect(image, DetectionParams())
@@ -298,7 +285,7 @@ def test_grayscale_image(any_model: Detector) -> None:
 
 def test_png_with_alpha_matches_the_opaque_image(any_model: Detector) -> None:
     # The alpha channel is dropped at decode time: the answer is the same as without it.
-    colour = shared_image("dog.jpg")
+    colour = shared_photo("dog.jpg")
     height, width = colour.shape[:2]
     alpha = np.linspace(0, 255, height * width).reshape(height, width).astype(np.uint8)
     with_alpha = image_io.decode_image(_png(np.dstack([colour, alpha])))
@@ -312,7 +299,7 @@ def test_png_with_alpha_matches_the_opaque_image(any_model: Detector) -> None:
 
 
 def test_deterministic(any_model: Detector) -> None:
-    image = shared_image("bus.jpg")
+    image = shared_photo("bus.jpg")
     params = DetectionParams(score_threshold=0.1, min_width_fraction=0, min_height_fraction=0)
     first = any_model.detect(image, params).detections
     second = any_model.detect(image, params).detections
@@ -323,7 +310,7 @@ def test_deterministic(any_model: Detector) -> None:
 
 
 def test_detect_does_not_modify_the_image(any_model: Detector) -> None:
-    image = shared_image("dog.jpg").copy()
+    image = shared_photo("dog.jpg").copy()
     before = image.copy()
     any_model.detect(image, DetectionParams())
     np.testing.assert_array_equal(image, before)
@@ -334,13 +321,13 @@ def test_detect_does_not_modify_the_image(any_model: Detector) -> None:
 
 def test_high_score_threshold_gives_nothing(any_model: Detector) -> None:
     # Nothing on dog.jpg reaches 0.95 (best: YOLOX dog 0.86, NanoDet bicycle 0.69).
-    result = any_model.detect(shared_image("dog.jpg"), DetectionParams(score_threshold=0.95))
+    result = any_model.detect(shared_photo("dog.jpg"), DetectionParams(score_threshold=0.95))
     assert len(result.detections) == 0
     assert result.detections.xyxy.shape == (0, 4)
 
 
 def test_max_results_one_is_the_best_box(any_model: Detector) -> None:
-    image = shared_image("dog.jpg")
+    image = shared_photo("dog.jpg")
     everything = any_model.detect(image, DetectionParams()).detections
     best = any_model.detect(image, DetectionParams(max_results=1)).detections
     assert len(everything) > 1
@@ -351,19 +338,19 @@ def test_max_results_one_is_the_best_box(any_model: Detector) -> None:
 
 
 def test_max_results_zero_gives_nothing(any_model: Detector) -> None:
-    result = any_model.detect(shared_image("dog.jpg"), DetectionParams(max_results=0))
+    result = any_model.detect(shared_photo("dog.jpg"), DetectionParams(max_results=0))
     assert len(result.detections) == 0
 
 
 def test_min_width_fraction(any_model: Detector) -> None:
     # Only the bicycle is wider than half of dog.jpg (YOLOX 68%, NanoDet 61% of 768 px).
-    image = shared_image("dog.jpg")
+    image = shared_photo("dog.jpg")
     result = any_model.detect(image, DetectionParams(min_width_fraction=0.5))
     assert names(any_model, result) == ["bicycle"], describe(any_model, result)
 
 
 def test_lower_score_threshold_finds_more(any_model: Detector) -> None:
-    image = shared_image("bus.jpg")
+    image = shared_photo("bus.jpg")
     strict = any_model.detect(image, DetectionParams(score_threshold=0.5)).detections
     loose = any_model.detect(image, DetectionParams(score_threshold=0.1)).detections
     assert len(loose) > len(strict) > 0

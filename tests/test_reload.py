@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT, SAMPLE_IMAGES
+from tests.helpers import MODELS_DIR, SAMPLE_IMAGES, model_weights
 from tests.live_server import LiveServer, live_gunicorn
 
 pytestmark = pytest.mark.e2e
@@ -87,13 +87,12 @@ def _wait_for(condition: object, timeout_s: float, what: str, server: LiveServer
 
 
 def test_reload_under_load(tmp_path: Path) -> None:
-    nanodet = REPO_ROOT / "models" / "nanodet_m_416.onnx"
-    if not nanodet.is_file():
-        pytest.skip("models/nanodet_m_416.onnx is missing: run `make test-models`")
+    model_weights("yolox_nano")
+    nanodet = model_weights("nanodet_m_416")
     models = tmp_path / "models"
     models.mkdir()
     for name in ("yolox_nano.json", "coco80.txt", "yolox_nano.onnx"):
-        shutil.copyfile(REPO_ROOT / "models" / name, models / name)
+        shutil.copyfile(MODELS_DIR / name, models / name)
 
     with live_gunicorn(
         tmp_path, [TOKEN], workers=2, extra_env={"MODELS_DIR": str(models)}
@@ -102,9 +101,7 @@ def test_reload_under_load(tmp_path: Path) -> None:
         with Load(server.url) as load:
             time.sleep(1)
             # 1. Add a model of another family, then reload.
-            shutil.copyfile(
-                REPO_ROOT / "models" / "nanodet_m_416.json", models / "nanodet_m_416.json"
-            )
+            shutil.copyfile(MODELS_DIR / "nanodet_m_416.json", models / "nanodet_m_416.json")
             _copy_atomically(nanodet, models / "nanodet_m_416.onnx")
             os.kill(server.pid, signal.SIGHUP)
             _wait_for(lambda: "nanodet_m_416" in _models(server), 60, "the new model", server)

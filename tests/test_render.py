@@ -1,12 +1,10 @@
 """Tests for render: drawing detections (on plain gray images, so every changed pixel is one we
-drew), downscaling and encoding."""
+drew) and the annotated picture (downscaling and encoding themselves: tests/test_image_io.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -14,16 +12,12 @@ import pytest
 import render
 from detection_types import Detections, ImageArray
 from image_io import (
-    MIME_TYPES,
-    ImageEncodeError,
     OutputFormat,
     decode_image,
-    downscale,
-    encode_image,
 )
 from render import class_color, draw_detections, format_label, render_annotated, text_color
+from tests.helpers import SAMPLE_IMAGES, decode_with_cv2
 
-SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_images"
 NAMES = ("person", "bicycle", "car", "dog")
 GRAY = 128
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -198,11 +192,12 @@ def test_class_colours_are_deterministic_and_distinct() -> None:
 @pytest.mark.parametrize(
     ("background", "expected"),
     [
-        ((255, 255, 255), render.BLACK),
-        ((0, 0, 0), render.WHITE),
-        ((0, 255, 255), render.BLACK),  # yellow (BGR)
-        ((128, 0, 0), render.WHITE),  # dark blue
-        ((0, 200, 0), render.BLACK),  # green
+        pytest.param((255, 255, 255), render.BLACK, id="white-tag-black-text"),
+        pytest.param((0, 0, 0), render.WHITE, id="black-tag-white-text"),
+        # yellow (BGR)
+        pytest.param((0, 255, 255), render.BLACK, id="yellow"),
+        pytest.param((128, 0, 0), render.WHITE, id="dark-blue"),
+        pytest.param((0, 200, 0), render.BLACK, id="green"),
     ],
 )
 def test_text_colour_contrasts_with_the_tag(
@@ -214,17 +209,19 @@ def test_text_colour_contrasts_with_the_tag(
 @pytest.mark.parametrize(
     ("class_id", "score", "expected"),
     [
-        (3, 0.856, "dog 0.86"),
-        (0, 1.0, "person 1.00"),
-        (9, 0.5, "9 0.50"),
-        (-1, 0.25, "-1 0.25"),
+        pytest.param(3, 0.856, "dog 0.86", id="dog"),
+        pytest.param(0, 1.0, "person 1.00", id="person-full-score"),
+        pytest.param(9, 0.5, "9 0.50", id="id-past-the-names"),
+        pytest.param(-1, 0.25, "-1 0.25", id="negative-id"),
     ],
 )
 def test_label_text(class_id: int, score: float, expected: str) -> None:
     assert format_label(class_id, score, NAMES) == expected
 
 
-@pytest.mark.parametrize("best_first", [True, False])
+@pytest.mark.parametrize(
+    "best_first", [pytest.param(True, id="best-first"), pytest.param(False, id="best-last")]
+)
 def test_best_detection_is_drawn_on_top(best_first: bool) -> None:
     box = [40, 60, 160, 160]
     rows = [([*box], 0.9, 0), ([*box], 0.4, 1)]
@@ -249,112 +246,18 @@ def test_non_contiguous_input_is_drawn_on_a_copy() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# downscale
+# render_annotated
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("shape", "max_side", "expected"),
-    [
-        ((100, 200), 50, (25, 50)),
-        ((200, 100), 50, (50, 25)),
-        ((3000, 4000), 1024, (768, 1024)),
-        ((333, 500), 100, (67, 100)),
-        ((1000, 1), 10, (10, 1)),
-        ((1, 1000), 10, (1, 10)),
-        ((500, 500), 1, (1, 1)),
-        ((480, 640), 640, (480, 640)),
-        ((480, 640), 5000, (480, 640)),
-        ((480, 640), None, (480, 640)),
-    ],
-)
-def test_downscale(shape: tuple[int, int], max_side: int | None, expected: tuple[int, int]) -> None:
-    image = np.random.default_rng(0).integers(0, 256, size=(*shape, 3), dtype=np.uint8)
-    before = image.copy()
-    result = downscale(image, max_side)
-    assert result.shape == (*expected, 3)
-    assert result.dtype == np.uint8
-    assert np.array_equal(image, before)
-    if expected == shape:
-        assert np.array_equal(result, image)
-
-
-def test_downscale_averages_pixels() -> None:
-    image = np.zeros((4, 4, 3), np.uint8)
-    image[:, ::2] = 200  # alternating columns average to 100 with area interpolation
-    assert np.all(downscale(image, 2) == 100)
-
-
-@pytest.mark.parametrize("max_side", [0, -5])
-def test_downscale_rejects_a_non_positive_limit(max_side: int) -> None:
-    with pytest.raises(ValueError, match="max_side"):
-        downscale(gray(10, 10), max_side)
-
-
-# --------------------------------------------------------------------------------------------
-# encode_image and render_annotated
-# --------------------------------------------------------------------------------------------
-
-
-def gradient(height: int, width: int) -> ImageArray:
-    ys, xs = np.mgrid[0:height, 0:width]
-    return np.stack([xs * 255 // width, ys * 255 // height, (xs + ys) % 256], axis=2).astype(
-        np.uint8
-    )
-
-
-def decode(data: bytes) -> ImageArray:
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert decoded is not None
-    return np.asarray(decoded, dtype=np.uint8)
-
-
-@pytest.mark.parametrize(
-    ("fmt", "signature", "max_error"),
-    [("png", PNG_SIGNATURE, 0.0), ("jpeg", JPEG_SIGNATURE, 4.0)],
-)
-def test_encode_round_trip(fmt: OutputFormat, signature: bytes, max_error: float) -> None:
-    image = gradient(60, 80)
-    data = encode_image(image, fmt)
-    assert data.startswith(signature)
-    decoded = decode(data)
-    assert decoded.shape == image.shape
-    assert np.abs(decoded.astype(np.int16) - image).mean() <= max_error
-
-
-def test_jpeg_quality_is_applied() -> None:
-    image = gradient(120, 160)
-    assert len(encode_image(image, "jpeg", 20)) < len(encode_image(image, "jpeg", 95))
-
-
-@pytest.mark.parametrize("quality", [0, 101])
-def test_jpeg_quality_out_of_range(quality: int) -> None:
-    with pytest.raises(ValueError, match="jpeg_quality"):
-        encode_image(gray(4, 4), "jpeg", quality)
-
-
-def test_unknown_format_is_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown output format"):
-        encode_image(gray(4, 4), "gif")  # type: ignore[arg-type]
-
-
-def test_encoding_failure_raises_render_error() -> None:
-    with pytest.raises(ImageEncodeError):
-        encode_image(np.zeros((0, 0, 3), np.uint8), "png")
-
-
-def test_mime_types() -> None:
-    assert dict(MIME_TYPES) == {"png": "image/png", "jpeg": "image/jpeg"}
 
 
 @pytest.mark.parametrize(
     ("fmt", "max_side", "expected_shape"),
     [
-        ("png", None, (300, 400, 3)),
-        ("jpeg", None, (300, 400, 3)),
-        ("png", 200, (150, 200, 3)),
-        ("jpeg", 100, (75, 100, 3)),
-        ("png", 1000, (300, 400, 3)),
+        pytest.param("png", None, (300, 400, 3), id="png"),
+        pytest.param("jpeg", None, (300, 400, 3), id="jpeg"),
+        pytest.param("png", 200, (150, 200, 3), id="png-downscaled"),
+        pytest.param("jpeg", 100, (75, 100, 3), id="jpeg-downscaled"),
+        pytest.param("png", 1000, (300, 400, 3), id="png-limit-above-size"),
     ],
 )
 def test_render_annotated(
@@ -364,7 +267,7 @@ def test_render_annotated(
     detections = make_detections([[50, 50, 200, 250], [220, 30, 390, 290]], [0.9, 0.6], [0, 3])
     data = render_annotated(image, detections, NAMES, fmt, max_side=max_side)
     assert data.startswith(PNG_SIGNATURE if fmt == "png" else JPEG_SIGNATURE)
-    decoded = decode(data)
+    decoded = decode_with_cv2(data)
     assert decoded.shape == expected_shape
     assert np.all(image == GRAY)
     if fmt == "png" and (max_side is None or max_side >= 400):
@@ -375,4 +278,4 @@ def test_render_real_photo() -> None:
     photo = decode_image((SAMPLE_IMAGES / "astronaut.png").read_bytes())
     detections = make_detections([[20, 10, 460, 512]], [0.86], [0])
     data = render_annotated(photo, detections, NAMES, "jpeg", max_side=256)
-    assert decode(data).shape == (256, 256, 3)
+    assert decode_with_cv2(data).shape == (256, 256, 3)

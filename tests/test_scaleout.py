@@ -38,7 +38,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO_ROOT, shared_image
+from tests.helpers import REPO_ROOT, shared_image
 from tests.live_server import free_port
 
 pytestmark = pytest.mark.e2e

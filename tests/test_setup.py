@@ -1,22 +1,20 @@
-"""Configuration, gunicorn settings, model fetching and the module layout."""
+"""Configuration, gunicorn settings, model fetching and the dependency pins (the module layout
+is in tests/test_layout.py)."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
 import re
 import stat
-import subprocess
 import sys
-from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import pytest
 
 from config import ConfigError, ServiceConfig, load_config
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT, gunicorn_check_config, model_weights
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import fetch_model
@@ -62,15 +60,34 @@ def test_config_reads_every_variable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("environ", "named"),
     [
-        ({}, "API_TOKENS"),  # no token and auth not switched off: refuse to start
-        ({"API_TOKENS": " , "}, "API_TOKENS"),  # only separators
-        ({"API_TOKENS": "a", "AUTH_DISABLED": "maybe"}, "AUTH_DISABLED"),
-        ({"API_TOKENS": "a", "INTRA_OP_THREADS": "two"}, "INTRA_OP_THREADS"),
-        ({"API_TOKENS": "a", "INTRA_OP_THREADS": "0"}, "INTRA_OP_THREADS"),
-        ({"API_TOKENS": "a", "MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
-        ({"API_TOKENS": "a", "MAX_IMAGES_PER_REQUEST": "0"}, "MAX_IMAGES_PER_REQUEST"),
-        ({"API_TOKENS": "a", "MAX_IMAGE_PIXELS": str(1 << 30)}, "MAX_IMAGE_PIXELS"),
-        ({"API_TOKENS": "a", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        # no token and auth not switched off: refuse to start
+        pytest.param({}, "API_TOKENS", id="no-token"),
+        pytest.param({"API_TOKENS": " , "}, "API_TOKENS", id="only-separators"),
+        pytest.param(
+            {"API_TOKENS": "a", "AUTH_DISABLED": "maybe"}, "AUTH_DISABLED", id="auth-disabled-maybe"
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "INTRA_OP_THREADS": "two"},
+            "INTRA_OP_THREADS",
+            id="threads-not-a-number",
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "INTRA_OP_THREADS": "0"}, "INTRA_OP_THREADS", id="threads-zero"
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES", id="body-limit-too-small"
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "MAX_IMAGES_PER_REQUEST": "0"},
+            "MAX_IMAGES_PER_REQUEST",
+            id="images-zero",
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "MAX_IMAGE_PIXELS": str(1 << 30)},
+            "MAX_IMAGE_PIXELS",
+            id="pixels-too-many",
+        ),
+        pytest.param({"API_TOKENS": "a", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", id="log-level-unknown"),
     ],
 )
 def test_config_errors_name_the_variable(environ: dict[str, str], named: str) -> None:
@@ -81,28 +98,16 @@ def test_config_errors_name_the_variable(environ: dict[str, str], named: str) ->
 # ------------------------------------------------------------------------------- gunicorn
 
 
-def _gunicorn_check(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"API_TOKENS", "AUTH_DISABLED"}}
-    return subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--check-config", "-c", "gunicorn.conf.py"],
-        cwd=REPO_ROOT,
-        env={**env, **environ},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
+@pytest.mark.e2e
 def test_gunicorn_check_config() -> None:
-    if not (REPO_ROOT / "models" / "yolox_nano.onnx").is_file():
-        pytest.skip("models/yolox_nano.onnx is missing: run `make model`")
-    completed = _gunicorn_check({"API_TOKENS": "check-token"})
+    model_weights("yolox_nano")
+    completed = gunicorn_check_config({"API_TOKENS": "check-token"})
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+@pytest.mark.e2e
 def test_gunicorn_refuses_to_start_without_a_token() -> None:
-    completed = _gunicorn_check({})
+    completed = gunicorn_check_config({})
     assert completed.returncode != 0
     assert "API_TOKENS is empty" in completed.stdout + completed.stderr
 
@@ -208,6 +213,28 @@ def test_fetch_without_any_source(tmp_path: Path) -> None:
     assert "skipped" in fetch_model.fetch("tiny", models, None, optional=True)
 
 
+@pytest.mark.parametrize(
+    ("ci", "status"),
+    [
+        pytest.param("", 0, id="optional-skips"),
+        pytest.param("true", 1, id="ci-true-is-not-optional"),
+        pytest.param("1", 1, id="ci-1-is-not-optional"),
+        pytest.param("false", 0, id="ci-false-skips"),
+    ],
+)
+def test_fetch_optional_only_outside_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ci: str, status: int
+) -> None:
+    # `make test-models` fetches NanoDet with --optional; under CI=true a model that cannot be
+    # fetched fails the build there instead of skipping its tests.
+    models = _models_dir(tmp_path, b"weights")
+    monkeypatch.setenv("CI", ci)
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    argv = ["tiny", "--optional", "--models-dir", str(models), "--mirror", str(empty)]
+    assert fetch_model.main(argv) == status
+
+
 def test_fetch_refuses_plain_http(tmp_path: Path) -> None:
     models = _models_dir(tmp_path, b"weights", upstream="http://127.0.0.1:9/tiny.onnx")
     with pytest.raises(fetch_model.FetchError, match="non-https"):
@@ -220,84 +247,6 @@ def test_fetch_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "error:" in capsys.readouterr().err
 
 
-def test_shipped_manifests_are_valid() -> None:
-    from manifests import load_manifest
-
-    for path in sorted((REPO_ROOT / "models").glob("*.json")):
-        manifest = load_manifest(path)
-        assert len(manifest.class_names) == 80
-        assert manifest.sha256, path
-
-
-# ------------------------------------------------------------------------------- layout
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-# What no detection module may import: HTTP, and the service modules that sit above predict.
-ABOVE_PREDICT = frozenset({"flask", "werkzeug", "utils_serve", "serve_http", "config", "render"})
-
-
-@pytest.mark.parametrize(
-    ("module", "forbidden"),
-    [
-        # predict knows nothing of HTTP or of the modules above it
-        ("predict.py", ABOVE_PREDICT),
-        # below predict: manifests -> families -> detection_types, never back up; only predict
-        # imports cv2, after it has set OPENCV_IO_MAX_IMAGE_PIXELS
-        ("manifests.py", {*ABOVE_PREDICT, "predict", "cv2"}),
-        ("families.py", {*ABOVE_PREDICT, "predict", "manifests", "cv2"}),
-        ("detection_types.py", {*ABOVE_PREDICT, "predict", "manifests", "families", "cv2"}),
-        # the wire edge never reaches up to the app
-        ("utils_serve.py", {"serve_http", "flask"}),
-        # the client is standalone: requests and the standard library only
-        ("client/send2api.py", {"predict", "utils_serve", "serve_http", "config", "flask"}),
-    ],
-)
-def test_imports_flow_one_way(module: str, forbidden: AbstractSet[str]) -> None:
-    assert not _imports(REPO_ROOT / module) & forbidden
-
-
-def test_modules_import_cleanly() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-c", "import serve_http, utils_serve, predict, client.send2api"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-
-
-def test_modules_below_predict_import_alone_without_cv2() -> None:
-    # Each on its own, in a fresh interpreter; none of them may pull in cv2 (through any import
-    # chain), as cv2 must first be imported by predict, after OPENCV_IO_MAX_IMAGE_PIXELS is set.
-    for module in ("detection_types", "families", "manifests"):
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"import sys, {module}; sys.exit('cv2' in sys.modules and 'cv2 imported')",
-            ],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert completed.returncode == 0, f"{module}: {completed.stderr}"
-
-
 # ------------------------------------------------------------------------------- dependencies
 
 # Each requirements file pins the direct dependencies; its lock (`make lock`) pins the whole tree
@@ -306,10 +255,15 @@ REQUIREMENT_LOCKS = [
     pytest.param("requirements.txt", "requirements.lock", id="runtime"),
     pytest.param("requirements-dev.txt", "requirements-dev.lock", id="dev"),
     pytest.param("client/requirements.txt", "requirements-dev.lock", id="client"),
+    # The bench's FastAPI peer, in a venv of its own (never the service's, never the image).
+    pytest.param(
+        "benchmarks/peers/requirements.txt", "benchmarks/peers/requirements.lock", id="peers"
+    ),
 ]
 LOCKS = [
     pytest.param("requirements.lock", id="runtime"),
     pytest.param("requirements-dev.lock", id="dev"),
+    pytest.param("benchmarks/peers/requirements.lock", id="peers"),
 ]
 _PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 
@@ -399,8 +353,8 @@ def test_runtime_lock_agrees_with_dev_lock() -> None:
 
 
 def test_service_does_not_need_requests() -> None:
-    # requests is the client's dependency (client/requirements.txt): the image has none
-    # (tests/test_dockerfile.py checks that no module the image runs imports it).
+    # requests is the client's dependency (client/requirements.txt): the image has none (and
+    # tests/test_dockerfile.py checks that no module it runs imports it).
     assert "requests" not in _lock(REPO_ROOT / "requirements.lock")
 
 

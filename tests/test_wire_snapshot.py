@@ -28,7 +28,7 @@ from werkzeug.test import TestResponse
 from config import ServiceConfig
 from registry import ModelRegistry
 from serve_http import create_app
-from tests.conftest import AUTH, SECOND_TOKEN, TOKEN, FakeDetector, b64, encode_image
+from tests.helpers import AUTH, SECOND_TOKEN, TOKEN, FakeDetector, b64, encode_image
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "wire_snapshot.json"
 RECORD = os.environ.get("WIRE_SNAPSHOT_RECORD") == "1"
