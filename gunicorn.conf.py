@@ -77,7 +77,9 @@ def _start_metrics_server(server: Any) -> None:
         return
     import metrics
 
-    host = os.environ.get("METRICS_BIND") or bind.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
+    # BIND's host (a Unix socket has none: all interfaces then, as for a container).
+    bound = "" if bind.startswith(("unix:", "fd://")) else bind.rsplit(":", 1)[0].strip("[]")
+    host = os.environ.get("METRICS_BIND") or bound or "0.0.0.0"
     server._metrics_server = metrics.start_master_server(
         host, port, os.environ[_METRICS_DIR], lambda: list(server.WORKERS)
     )
