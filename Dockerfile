@@ -82,14 +82,22 @@ COPY auth.py \
     utils_serve.py \
     ./
 COPY dialects/ dialects/
+COPY repository/ repository/
+
+# The image repository keeps its files (and its SQLite database, unless REPO_DB_URL names a
+# PostgreSQL) under DATA_DIR: a volume, owned by the app user, so that it outlives the
+# container. Several containers share it only with PostgreSQL (docs/operations.md).
+ENV DATA_DIR=/data
 
 # Run as an unprivileged user that owns nothing: the code and the model stay root-owned and
-# read-only to it; the only writable place is /tmp (world-writable in the base image, and where
-# gunicorn puts its worker heartbeat files by default), so the container can also run with
-# --read-only --tmpfs /tmp.
+# read-only to it; the only writable places are /tmp (world-writable in the base image, and
+# where gunicorn puts its worker heartbeat files by default) and the DATA_DIR volume, so the
+# container can also run with --read-only --tmpfs /tmp -v repository-data:/data.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app
+RUN mkdir -p /data && chown 10001:10001 /data
+VOLUME ["/data"]
 USER 10001:10001
 
 # gunicorn.conf.py binds 0.0.0.0:$PORT; keep the default here so that EXPOSE and the health

@@ -28,6 +28,13 @@ MAX_IMAGE_PIXELS_CEILING = 1 << 28
 LOG_FORMATS = ("text", "json")
 # The gunicorn master serves the workers' metrics here (0: no metrics at all).
 DEFAULT_METRICS_PORT = 9102
+# The image repository: its files (and its SQLite database, unless REPO_DB_URL names another)
+# live under DATA_DIR, by default a git-ignored folder of the checkout.
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+GPS_POLICIES = ("store", "hide", "strip")
+DEFAULT_REPO_BUSY_TIMEOUT_MS = 5000
+MIN_PAGE_TOKEN_KEY_CHARS = 32
+_DB_URL = re.compile(r"^(sqlite|postgresql\+psycopg)://")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -77,6 +84,18 @@ class ServiceConfig:
     log_format: str = "text"
     # 0 turns metrics off: nothing is recorded (the benchmark compares both).
     metrics_port: int = DEFAULT_METRICS_PORT
+    # The image repository (repository/). None: no repository (its routes answer 503); the
+    # environment always names one (DATA_DIR, default DEFAULT_DATA_DIR).
+    data_dir: Path | None = None
+    # SQLAlchemy URL of the repository's database; None: SQLite at DATA_DIR/repository.sqlite3.
+    repo_db_url: str | None = field(default=None, repr=False)
+    # What happens to the GPS position in uploaded photos' EXIF: stored and shown to the owner
+    # (store), stored but never shown (hide), or removed from the stored file too (strip).
+    gps_policy: str = "store"
+    # How long a write waits for SQLite's lock before answering 503 with Retry-After.
+    repo_busy_timeout_ms: int = DEFAULT_REPO_BUSY_TIMEOUT_MS
+    # Key that signs list page tokens; None: a random key kept in DATA_DIR (made on first use).
+    repo_page_token_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.auth_disabled and not self.api_tokens:
@@ -94,6 +113,7 @@ class ServiceConfig:
             ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
             ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
             ("METRICS_PORT", self.metrics_port, 0, 65535),
+            ("REPO_BUSY_TIMEOUT_MS", self.repo_busy_timeout_ms, 0, 600_000),
         )
         for key, value, low, high in checks:
             if not low <= value <= high:
@@ -106,6 +126,24 @@ class ServiceConfig:
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
         check_log_format(self.log_format)
+        self._check_repository()
+
+    def _check_repository(self) -> None:
+        if self.gps_policy not in GPS_POLICIES:
+            raise ConfigError(f"GPS_POLICY={self.gps_policy!r}: use {', '.join(GPS_POLICIES)}")
+        if self.repo_db_url is not None and not _DB_URL.match(self.repo_db_url):
+            # The URL may hold a password: only its scheme goes into the message.
+            scheme = self.repo_db_url.split("://", 1)[0][:40]
+            raise ConfigError(
+                f"REPO_DB_URL has the scheme {scheme!r}: use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/DB (psycopg 3)"
+            )
+        key = self.repo_page_token_key
+        if key is not None and len(key) < MIN_PAGE_TOKEN_KEY_CHARS:
+            raise ConfigError(
+                f"REPO_PAGE_TOKEN_KEY has {len(key)} characters: use at least "
+                f"{MIN_PAGE_TOKEN_KEY_CHARS} random ones (or leave it unset)"
+            )
 
     @cached_property
     def credentials(self) -> tuple[ApiToken, ...]:
@@ -154,6 +192,7 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
     """Build the configuration from environment variables (see the README's table)."""
     tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
     models_dir = environ.get("MODELS_DIR", "").strip()
+    data_dir = environ.get("DATA_DIR", "").strip()
     return ServiceConfig(
         api_tokens=tokens,
         auth_disabled=_bool(environ, "AUTH_DISABLED"),
@@ -171,4 +210,9 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         log_level=environ.get("LOG_LEVEL", "").strip().upper() or "INFO",
         log_format=log_format(environ),
         metrics_port=_int(environ, "METRICS_PORT", DEFAULT_METRICS_PORT),
+        data_dir=Path(data_dir) if data_dir else DEFAULT_DATA_DIR,
+        repo_db_url=environ.get("REPO_DB_URL", "").strip() or None,
+        gps_policy=environ.get("GPS_POLICY", "").strip().lower() or "store",
+        repo_busy_timeout_ms=_int(environ, "REPO_BUSY_TIMEOUT_MS", DEFAULT_REPO_BUSY_TIMEOUT_MS),
+        repo_page_token_key=environ.get("REPO_PAGE_TOKEN_KEY", "").strip() or None,
     )

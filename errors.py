@@ -22,6 +22,10 @@ class ApiError(Exception):
         self.public_message = public_message
         self.detail = detail
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that belong with this error (`Retry-After`, ...); none by default."""
+        return {}
+
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
@@ -59,6 +63,12 @@ class UnsupportedFeature(BadRequest):
     code = "unsupported_feature"
 
 
+class InvalidPageToken(BadRequest):
+    """A list's `page_token` that this service did not sign, or signed for another query."""
+
+    code = "invalid_page_token"
+
+
 class Unauthenticated(ApiError):
     status, code = 401, "unauthenticated"
 
@@ -69,6 +79,12 @@ class NotFound(ApiError):
 
 class UnknownModel(NotFound):
     code = "unknown_model"
+
+
+class ImageNotFound(NotFound):
+    """No stored image with this id, or one of another owner (never told apart)."""
+
+    code = "image_not_found"
 
 
 class MethodNotAllowed(ApiError):
@@ -87,8 +103,51 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
+class UnsupportedImageFormat(UnsupportedMediaType):
+    """An upload that is not an image, or not in a format the repository stores."""
+
+    code = "unsupported_image_format"
+
+
+class RangeNotSatisfiable(ApiError):
+    status, code = 416, "range_not_satisfiable"
+
+
+class UndecodableImage(ApiError):
+    """The header is that of an accepted format, but the pixels cannot be decoded."""
+
+    status, code = 422, "undecodable_image"
+
+
 class ServiceUnavailable(ApiError):
     status, code = 503, "unavailable"
+
+
+class RepositoryDisabled(ServiceUnavailable):
+    """This service runs without an image repository (no DATA_DIR)."""
+
+    code = "repository_disabled"
+
+
+class RepositoryBusy(ServiceUnavailable):
+    """The database stayed locked longer than its busy timeout: try again shortly."""
+
+    code = "repository_busy"
+
+    def __init__(
+        self, public_message: str, detail: str | None = None, retry_after_s: int = 1
+    ) -> None:
+        super().__init__(public_message, detail)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class InsufficientStorage(ApiError):
+    """The disk (or quota) under DATA_DIR is full."""
+
+    status, code = 507, "insufficient_storage"
 
 
 def error_classes() -> list[type[ApiError]]:

@@ -211,7 +211,6 @@ def configure_service_logger(
 ) -> None:
     """One handler on the service's logger (to stderr), with the formatter of `kind`."""
     logger.setLevel(level)
-    logger.propagate = False
     handler = next((h for h in logger.handlers if getattr(h, "_detection_service", False)), None)
     if handler is None:
         handler = _StderrHandler()

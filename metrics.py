@@ -21,10 +21,12 @@ Outside gunicorn (the tests' app) each app records in a registry of its own.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import platform
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +55,10 @@ STAGE_BUCKETS = (
 # Loading and warming up one model: about a second on a free core, a minute on a loaded one.
 LOAD_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BUILD_PACKAGES = ("flask", "gunicorn", "onnxruntime", "opencv-python-headless", "numpy")
+# The repository's size is read again at most this often per worker.
+REPOSITORY_SIZE_INTERVAL_S = 10.0
+
+logger = logging.getLogger("detection_service")
 
 
 class Metrics(Protocol):
@@ -73,6 +79,8 @@ class Metrics(Protocol):
     def repository_upload(self, duplicate: bool) -> None: ...
 
     def repository_size(self, images: int, blobs: int, stored_bytes: int) -> None: ...
+
+    def repository_changed(self, read_size: Callable[[], tuple[int, int, int]]) -> None: ...
 
 
 class NullMetrics:
@@ -101,12 +109,20 @@ class NullMetrics:
     def repository_size(self, images: int, blobs: int, stored_bytes: int) -> None:
         pass
 
+    def repository_changed(self, read_size: Callable[[], tuple[int, int, int]]) -> None:
+        pass
+
 
 class ServiceMetrics:
     """The collectors of one worker (or of one test app), made on `registry`."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        repository_size_interval_s: float = REPOSITORY_SIZE_INTERVAL_S,
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.repository_size_interval_s = repository_size_interval_s
         on: dict[str, Any] = {"registry": self.registry}
         self.requests = Counter(
             "detection_requests",
@@ -191,6 +207,7 @@ class ServiceMetrics:
         )
         # The latest value any worker read from the repository's database ("mostrecent"): all
         # workers and pods share one repository, so a sum would count it several times.
+        self._size_read_at: float | None = None  # this worker's last read (monotonic)
         self.repository = Gauge(
             "detection_repository_size",
             "Size of the image repository: images (per owner, summed), distinct stored "
@@ -241,6 +258,20 @@ class ServiceMetrics:
         self.repository.labels("images").set(images)
         self.repository.labels("blobs").set(blobs)
         self.repository.labels("bytes").set(stored_bytes)
+
+    def repository_changed(self, read_size: Callable[[], tuple[int, int, int]]) -> None:
+        """After an upload or a delete: read the repository's size again, at most once per
+        `repository_size_interval_s` in this worker (counting rows is not free on a large
+        PostgreSQL table). The metric is best effort: a failed read is logged, never raised."""
+        now = time.monotonic()
+        last = self._size_read_at
+        if last is not None and now - last < self.repository_size_interval_s:
+            return
+        self._size_read_at = now
+        try:
+            self.repository_size(*read_size())
+        except Exception:  # a database error must not fail the upload it follows
+            logger.warning("repository size not read for the metrics", exc_info=True)
 
 
 def _versions() -> list[str]:

@@ -34,6 +34,7 @@ from errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RangeNotSatisfiable,
     ServiceUnavailable,
     UnknownModel,
     UnsupportedMediaType,
@@ -41,6 +42,8 @@ from errors import (
 from logs import configure_service_logger, log_event, parse_traceparent, wsgi_path
 from metrics import Metrics, NullMetrics, ServiceMetrics
 from registry import DetectorLike, ModelRegistry, load_registry
+from repository import routes as repository_routes
+from repository.service import Repository
 from stages import timed
 from utils_serve import (
     ImageTask,
@@ -65,6 +68,7 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
     405: MethodNotAllowed,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
+    416: RangeNotSatisfiable,
 }
 
 
@@ -243,6 +247,11 @@ ROUTES: tuple[Route, ...] = (
     Route("/readyz", "readyz", ("GET",), readyz_view, public=True),
     Route("/v1/models", "models", ("GET",), models_view),
     Route("/v1/models/<name>", "model", ("GET",), model_view),
+    # The image repository (repository/routes.py), with the original /image/... aliases.
+    *(
+        Route(rule, endpoint, methods, view)
+        for rule, endpoint, methods, view in repository_routes.ROUTES
+    ),
 )
 ROUTE_BY_ENDPOINT: Mapping[str, Route] = {route.endpoint: route for route in reversed(ROUTES)}
 
@@ -355,6 +364,7 @@ def _register_error_handlers(app: Flask) -> None:
         route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
         error_body = route.error_body if route is not None else google.error_envelope
         response = json_response(error_body(error), error.status)
+        response.headers.update(error.headers())
         if isinstance(error, PayloadTooLarge):
             # The rest of an oversized body is never read: the connection cannot be reused.
             response.headers["Connection"] = "close"
@@ -402,12 +412,15 @@ def create_app(
     config: ServiceConfig | None = None,
     detector: DetectorLike | ModelRegistry | None = None,
     metrics: Metrics | None = None,
+    repository: Repository | None = None,
 ) -> Flask:
     """Build the app. Reads the environment once when no config is given; loads the models
     unless a detector or a registry is injected (tests); records metrics in a registry of
-    its own unless `metrics` is given (none with METRICS_PORT=0). Gunicorn calls this in each
-    worker, after the fork, so that every worker builds its own onnxruntime sessions and its
-    own metrics (files of its own in prometheus_client's multiprocess mode)."""
+    its own unless `metrics` is given (none with METRICS_PORT=0); opens the image repository
+    named by the config (DATA_DIR, REPO_DB_URL) unless one is injected. Gunicorn calls this in
+    each worker, after the fork, so that every worker builds its own onnxruntime sessions, its
+    own metrics (files of its own in prometheus_client's multiprocess mode) and its own
+    database engine."""
     if config is None:
         config = load_config(os.environ)
     configure_service_logger(
@@ -430,6 +443,16 @@ def create_app(
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.extensions["detection_service"] = ServiceState(config, registry, metrics)
+    if repository is None and config.data_dir is not None:
+        repository = Repository.open(config, registry)
+    repository_routes.install(
+        app,
+        repository_routes.RepositoryState(
+            repository, config.max_images_per_request, config.max_body_bytes, metrics
+        ),
+    )
+    if repository is not None:
+        metrics.repository_changed(repository.size)
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)

@@ -9,6 +9,18 @@ Command line::
 
     API_TOKEN=... python -m client.send2api dog.jpg cat.png --url http://127.0.0.1:5000/
 
+The image repository (``url`` is the service root)::
+
+    image = upload("http://127.0.0.1:5000/", token, "dog.jpg")["image"]
+    page = list_images("http://127.0.0.1:5000/", token, label=["dog"], min_score=0.5)
+    details = get_image("http://127.0.0.1:5000/", token, image["id"])
+    delete_image("http://127.0.0.1:5000/", token, image["id"])
+
+    python -m client.send2api upload dog.jpg --url http://127.0.0.1:5000/
+    python -m client.send2api list --label dog --url http://127.0.0.1:5000/
+    python -m client.send2api get ID [--original OUT] --url http://127.0.0.1:5000/
+    python -m client.send2api delete ID --url http://127.0.0.1:5000/
+
 Only ``requests`` and the standard library are used, so this file can be copied
 to a machine that has none of the server's dependencies.
 """
@@ -40,10 +52,15 @@ __all__ = [
     "ImageInput",
     "annotate",
     "build_payload",
+    "delete_image",
+    "download_image",
+    "get_image",
+    "list_images",
     "main",
     "send2api",
     "send_multipart",
     "send_raw",
+    "upload",
 ]
 
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes
@@ -439,6 +456,256 @@ def annotate(
     return response.content
 
 
+# --- The image repository
+
+
+def _repository_url(url: str, *parts: str) -> str:
+    return url.rstrip("/") + "/v1/" + "/".join(parts)
+
+
+def _check_image_id(image_id: str) -> None:
+    if not (
+        isinstance(image_id, str)
+        and image_id
+        and image_id.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise ValueError(f"not an image id: {str(image_id)[:40]!r}")
+
+
+def _send(
+    method: str,
+    url: str,
+    token: str,
+    timeout: float,
+    session: requests.Session | None,
+    **request_kwargs: Any,
+) -> requests.Response:
+    """One request with the token; raises ApiError for a non-2xx answer (304 excepted)."""
+    _check_token(token)
+    _check_timeout(timeout)
+    headers = {AUTH_HEADER: token, **request_kwargs.pop("headers", {})}
+    owned = session is None
+    active = requests.Session() if session is None else session
+    try:
+        response = active.request(
+            method, url, headers=headers, timeout=timeout, allow_redirects=False, **request_kwargs
+        )
+    finally:
+        if owned:
+            active.close()
+    if not (200 <= response.status_code < 300 or response.status_code == 304):
+        raise ApiError.from_body(
+            response.status_code, response.content.decode("utf-8", errors="replace")
+        )
+    return response
+
+
+def upload(
+    url: str,
+    token: str,
+    image: ImageInput,
+    *,
+    filename: str | None = None,
+    detect: bool = True,
+    model: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> dict[str, Any]:
+    """Store one image in the repository: ``{"image": {...}, "duplicate": bool}`` (the same
+    bytes uploaded again answer the stored image with ``duplicate`` true). ``url`` is the
+    service root; ``filename`` defaults to the file's name."""
+    data = _load_single(image)
+    name = filename or (Path(image).name if isinstance(image, str | os.PathLike) else "image")
+    fields = {"detect": "true" if detect else "false"}
+    if model is not None:
+        fields["model"] = model
+    response = _send(
+        "POST",
+        _repository_url(url, "images"),
+        token,
+        timeout,
+        session,
+        data=fields,
+        files={"image": (name, data)},
+        headers={"Accept": "application/json"},
+    )
+    return _json_result(response)
+
+
+def list_images(
+    url: str,
+    token: str,
+    *,
+    label: Sequence[str] = (),
+    min_score: float | None = None,
+    page_size: int | None = None,
+    page_token: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+    **filters: str,
+) -> dict[str, Any]:
+    """One page of the owner's images, newest first: ``{"images": [...], "nextPageToken"}``.
+    ``label`` (all of them must be found), ``min_score`` and the other filters of
+    ``GET /v1/images`` (``min_count``, ``uploaded_after``, ``camera_model``, ``sha256``...)."""
+    if isinstance(label, str):
+        label = [label]
+    params: list[tuple[str, str]] = [("label", name) for name in label]
+    if min_score is not None:
+        _check_fraction("min_score", min_score)
+        params.append(("min_score", repr(float(min_score))))
+    if page_size is not None:
+        params.append(("page_size", str(page_size)))
+    if page_token is not None:
+        params.append(("page_token", page_token))
+    params += [(name, str(value)) for name, value in filters.items()]
+    response = _send("GET", _repository_url(url, "images"), token, timeout, session, params=params)
+    return _json_result(response)
+
+
+def get_image(
+    url: str,
+    token: str,
+    image_id: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> dict[str, Any]:
+    """The stored image's details: ``{"image": {...}}`` (EXIF, labels, links)."""
+    _check_image_id(image_id)
+    response = _send(
+        "GET", _repository_url(url, "images", image_id, "details"), token, timeout, session
+    )
+    return _json_result(response)
+
+
+def download_image(
+    url: str,
+    token: str,
+    image_id: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> bytes:
+    """The stored original's bytes, exactly as uploaded."""
+    _check_image_id(image_id)
+    return _send("GET", _repository_url(url, "images", image_id), token, timeout, session).content
+
+
+def delete_image(
+    url: str,
+    token: str,
+    image_id: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> None:
+    """Delete a stored image (ApiError 404 when there is none of that id)."""
+    _check_image_id(image_id)
+    _send("DELETE", _repository_url(url, "images", image_id), token, timeout, session)
+
+
+REPOSITORY_COMMANDS = ("upload", "list", "get", "delete")
+
+
+def _repository_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m client.send2api",
+        description="The service's image repository: upload, list, get and delete images.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("upload", "store images (one request each)"),
+        ("list", "list stored images, newest first"),
+        ("get", "an image's details, or with --original its bytes"),
+        ("delete", "delete stored images"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--url", required=True, help="service root, e.g. http://127.0.0.1:5000/"
+        )
+        command.add_argument("--token", help=f"API token (default: ${AUTH_ENV_VAR})")
+        command.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+        if name == "upload":
+            command.add_argument("images", nargs="+", metavar="IMAGE")
+            command.add_argument("--no-detect", action="store_true", help="store without detecting")
+            command.add_argument("--model", help="model to detect with (default: the service's)")
+        elif name == "list":
+            command.add_argument(
+                "--label", action="append", default=[], help="repeatable: all must be found"
+            )
+            command.add_argument("--min-score", type=float)
+            command.add_argument("--page-size", type=int)
+            command.add_argument("--page-token")
+        elif name == "get":
+            command.add_argument("image_id", metavar="ID")
+            command.add_argument(
+                "--original", type=Path, metavar="OUT", help="save the original to OUT"
+            )
+        else:
+            command.add_argument("image_ids", nargs="+", metavar="ID")
+    return parser
+
+
+def _repository_main(argv: Sequence[str]) -> int:
+    parser = _repository_parser()
+    args = parser.parse_args(argv)
+    token: str | None = args.token or os.environ.get(AUTH_ENV_VAR)
+    if not token:
+        parser.error(f"no token: pass --token or set {AUTH_ENV_VAR}")
+    try:
+        _check_token(token)
+        _check_timeout(args.timeout)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        output: Any
+        if args.command == "upload":
+            output = [
+                upload(
+                    args.url,
+                    token,
+                    path,
+                    detect=not args.no_detect,
+                    model=args.model,
+                    timeout=args.timeout,
+                )
+                for path in args.images
+            ]
+            output = output[0] if len(output) == 1 else output
+        elif args.command == "list":
+            output = list_images(
+                args.url,
+                token,
+                label=args.label,
+                min_score=args.min_score,
+                page_size=args.page_size,
+                page_token=args.page_token,
+                timeout=args.timeout,
+            )
+        elif args.command == "get" and args.original is not None:
+            data = download_image(args.url, token, args.image_id, timeout=args.timeout)
+            args.original.write_bytes(data)
+            print(f"saved {args.original} ({len(data)} bytes)")
+            return 0
+        elif args.command == "get":
+            output = get_image(args.url, token, args.image_id, timeout=args.timeout)
+        else:
+            for image_id in args.image_ids:
+                delete_image(args.url, token, image_id, timeout=args.timeout)
+                print(f"deleted {image_id}")
+            return 0
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, requests.RequestException):
+            print(f"send2api: error: request to {args.url} failed: {exc}", file=sys.stderr)
+            return 2
+        parser.error(str(exc))
+    except ApiError as exc:
+        print(f"send2api: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(output, indent=2))
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m client.send2api",
@@ -479,9 +746,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
+    """Command line entry point; returns the exit status. A first argument naming a
+    repository command (upload, list, get, delete) runs it; anything else is the detection
+    command line as before (images to send)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in REPOSITORY_COMMANDS:
+        return _repository_main(arguments)
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     token: str | None = args.token or os.environ.get(AUTH_ENV_VAR)
     if not token:
         parser.error(f"no token: pass --token or set {AUTH_ENV_VAR}")  # exits with status 2

@@ -40,8 +40,11 @@ STATUS_BY_HTTP: Mapping[int, tuple[str, int]] = {
     406: ("INVALID_ARGUMENT", 3),
     413: ("INVALID_ARGUMENT", 3),
     415: ("INVALID_ARGUMENT", 3),
+    416: ("OUT_OF_RANGE", 11),
+    422: ("INVALID_ARGUMENT", 3),
     500: ("INTERNAL", 13),
     503: ("UNAVAILABLE", 14),
+    507: ("RESOURCE_EXHAUSTED", 8),
 }
 UNKNOWN_STATUS = ("UNKNOWN", 2)
 

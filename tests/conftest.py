@@ -19,15 +19,12 @@ from flask.testing import FlaskClient
 
 from config import ServiceConfig
 from serve_http import create_app
+from tests.helpers import SECOND_TOKEN, TOKEN, FakeDetector
 
-# FakeDetector and REPO_ROOT are re-exported (`as`) for tests/test_openapi.py, which still
-# imports them from here; make them plain imports once it takes them from tests.helpers.
-from tests.helpers import REPO_ROOT as REPO_ROOT
-from tests.helpers import SECOND_TOKEN, TOKEN
-from tests.helpers import FakeDetector as FakeDetector
-
-# pytester: tests/test_suite_rules.py checks the CI hook below on an inner test run.
-pytest_plugins = ["pytester"]
+# pytester: tests/test_suite_rules.py checks the CI hook below on an inner test run;
+# repo_support: the image repository's fixtures (a PostgreSQL for the session, a database per
+# test).
+pytest_plugins = ["pytester", "tests.repo_support"]
 
 # --- fixtures ----------------------------------------------------------------------------------
 

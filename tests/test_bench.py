@@ -403,7 +403,7 @@ def test_cpu_model() -> None:
 def test_the_service_never_imports_the_bench_or_its_peers() -> None:
     import ast
 
-    from tests.conftest import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     for path in sorted(REPO_ROOT.glob("*.py")):
         tree = ast.parse(path.read_text())

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 # What the image runs: the WSGI app (gunicorn.conf.py names serve_http), the gunicorn config,
 # and the scripts the config (reload check) and the build (model fetch) run.

@@ -154,6 +154,57 @@ def test_repository_hooks(recorded: ServiceMetrics) -> None:
     assert value(recorded, "detection_repository_size", unit="images") == 3
 
 
+def test_repository_uploads_duplicates_and_size(tmp_path: Path) -> None:
+    recorded = ServiceMetrics(CollectorRegistry(), repository_size_interval_s=0)
+    config = ServiceConfig(api_tokens=(f"alice:{TOKEN}",), data_dir=tmp_path / "data")
+    app = create_app(config, FakeDetector(), metrics=recorded)
+    client = app.test_client()
+    raw = {**AUTH, "Content-Type": "application/octet-stream"}
+    first, second = encode_image(64, 48, seed=1), encode_image(64, 48, seed=2)
+    try:
+        assert value(recorded, "detection_repository_size", unit="images") == 0
+        assert client.post("/v1/images", headers=raw, data=first).status_code == 201
+        assert client.post("/v1/images", headers=raw, data=first).status_code == 200
+        answer = client.post("/v1/images", headers=raw, data=second)
+        assert answer.status_code == 201
+        assert value(recorded, "detection_repository_uploads_total") == 3
+        assert value(recorded, "detection_repository_duplicates_total") == 1
+        assert value(recorded, "detection_repository_size", unit="images") == 2
+        assert value(recorded, "detection_repository_size", unit="blobs") == 2
+        stored = value(recorded, "detection_repository_size", unit="bytes")
+        assert stored >= len(first) + len(second) * 0.5  # stored files, EXIF-rewritten or not
+        image_id = answer.get_json()["image"]["id"]
+        assert client.delete(f"/v1/images/{image_id}", headers=AUTH).status_code == 204
+        assert value(recorded, "detection_repository_size", unit="images") == 1
+        assert value(recorded, "detection_repository_size", unit="blobs") == 1
+    finally:
+        app.extensions["image_repository"].repository.database.dispose()
+
+
+def test_repository_size_is_read_at_most_once_per_interval() -> None:
+    recorded = ServiceMetrics(CollectorRegistry(), repository_size_interval_s=3600)
+    reads: list[int] = []
+
+    def read() -> tuple[int, int, int]:
+        reads.append(1)
+        return (len(reads), 0, 0)
+
+    recorded.repository_changed(read)
+    recorded.repository_changed(read)
+    assert reads == [1]
+    assert value(recorded, "detection_repository_size", unit="images") == 1
+
+
+def test_a_failed_size_read_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    recorded = ServiceMetrics(CollectorRegistry(), repository_size_interval_s=0)
+
+    def broken() -> tuple[int, int, int]:
+        raise RuntimeError("database gone")
+
+    recorded.repository_changed(broken)
+    assert "repository size not read" in caplog.text
+
+
 def test_metrics_port_zero_records_nothing(config: ServiceConfig) -> None:
     off = ServiceConfig(api_tokens=config.api_tokens, metrics_port=0)
     app = create_app(off, FakeDetector())

@@ -45,7 +45,7 @@ import utils_serve
 from config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGES, ServiceConfig
 from detection_types import DetectionParams
 from dialects import deepstack, google
-from tests.conftest import REPO_ROOT, FakeDetector
+from tests.helpers import REPO_ROOT, FakeDetector
 from tests.live_server import live_gunicorn
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))

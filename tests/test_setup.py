@@ -43,6 +43,11 @@ def test_config_reads_every_variable(tmp_path: Path) -> None:
             "MAX_IMAGES_PER_REQUEST": "4",
             "MAX_IMAGE_PIXELS": "1000000",
             "LOG_LEVEL": "debug",
+            "DATA_DIR": str(tmp_path / "data"),
+            "REPO_DB_URL": "postgresql+psycopg://repo@/repository?host=/run/pg",
+            "GPS_POLICY": "Strip",
+            "REPO_BUSY_TIMEOUT_MS": "250",
+            "REPO_PAGE_TOKEN_KEY": "k" * 32,
         }
     )
     assert config == ServiceConfig(
@@ -54,6 +59,11 @@ def test_config_reads_every_variable(tmp_path: Path) -> None:
         max_images_per_request=4,
         max_image_pixels=1_000_000,
         log_level="DEBUG",
+        data_dir=tmp_path / "data",
+        repo_db_url="postgresql+psycopg://repo@/repository?host=/run/pg",
+        gps_policy="strip",
+        repo_busy_timeout_ms=250,
+        repo_page_token_key="k" * 32,
     )
 
 
@@ -88,20 +98,53 @@ def test_config_reads_every_variable(tmp_path: Path) -> None:
             id="pixels-too-many",
         ),
         pytest.param({"API_TOKENS": "a", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", id="log-level-unknown"),
+        pytest.param(
+            {"API_TOKENS": "a", "GPS_POLICY": "blur"}, "GPS_POLICY", id="gps-policy-unknown"
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "REPO_DB_URL": "mysql://u:secret@h/db"},
+            "REPO_DB_URL",
+            id="db-url-mysql",
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "REPO_DB_URL": "postgresql://u@h/db"},
+            "REPO_DB_URL",
+            id="db-url-postgresql-without-driver",
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "REPO_BUSY_TIMEOUT_MS": "-1"},
+            "REPO_BUSY_TIMEOUT_MS",
+            id="busy-timeout-negative",
+        ),
+        pytest.param(
+            {"API_TOKENS": "a", "REPO_PAGE_TOKEN_KEY": "short"},
+            "REPO_PAGE_TOKEN_KEY",
+            id="page-token-key-short",
+        ),
     ],
 )
 def test_config_errors_name_the_variable(environ: dict[str, str], named: str) -> None:
-    with pytest.raises(ConfigError, match=named):
+    with pytest.raises(ConfigError, match=named) as raised:
         load_config(environ)
+    assert "secret" not in str(raised.value)  # a database password never reaches a message
+
+
+def test_config_repository_defaults() -> None:
+    config = load_config({"API_TOKENS": "a"})
+    assert config.data_dir == REPO_ROOT / "data"
+    assert config.repo_db_url is None  # SQLite under DATA_DIR
+    assert config.gps_policy == "store"
+    assert "k" * 32 not in repr(load_config({"API_TOKENS": "a", "REPO_PAGE_TOKEN_KEY": "k" * 32}))
 
 
 # ------------------------------------------------------------------------------- gunicorn
 
 
 @pytest.mark.e2e
-def test_gunicorn_check_config() -> None:
+def test_gunicorn_check_config(tmp_path: Path) -> None:
     model_weights("yolox_nano")
-    completed = gunicorn_check_config({"API_TOKENS": "check-token"})
+    # --check-config builds the app, so the repository's folder and database too.
+    completed = gunicorn_check_config({"API_TOKENS": "check-token", "DATA_DIR": str(tmp_path)})
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
