@@ -64,21 +64,26 @@ RUN --mount=type=bind,from=model-mirror,target=/mnt/model-mirror \
 COPY auth.py \
     base64_image.py \
     config.py \
+    cpu_quota.py \
     detection_types.py \
     errors.py \
     families.py \
     gunicorn.conf.py \
     gunicorn_worker.py \
+    http_front.py \
     image_header.py \
     image_io.py \
+    logs.py \
     manifests.py \
     master_models.py \
+    metrics.py \
     openapi.json \
     predict.py \
     registry.py \
     render.py \
     request_body.py \
     serve_http.py \
+    stages.py \
     utils_serve.py \
     ./
 COPY dialects/ dialects/

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import selectors
 import socket
@@ -44,14 +43,20 @@ from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers import base
 
 from config import FrontConfig, load_front_config
+from http_front import (
+    MORE,
+    NOW,
+    ChunkScan,
+    chunked_body_end,
+    error_answer,
+    has_bare_lf,
+    protocol_error,
+)
 
 # The longest request head buffered (request line and headers); a longer one is answered 431.
 # Real heads are under 2 KiB; gunicorn's own limits (limit_request_line and _fields) still apply
 # to the heads under this one.
 MAX_HEAD_BYTES = 64 * 1024
-# Chunk-size lines and trailers longer than this are left for gunicorn's chunk reader to refuse.
-MAX_CHUNK_LINE = 8190
-MAX_TRAILER_BYTES = 8190 * 32
 # How long a closed connection keeps draining what the client still sends, so that the kernel
 # does not reset it before the client has read the error answer.
 LINGER_S = 2.0
@@ -60,102 +65,6 @@ RECV_BYTES = 256 * 1024
 # already be sending on one (answered, with Connection: close).
 STOP_LINGER_S = 2.0
 ACCEPTS_PER_WAKE = 64
-
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
-# Google's status names (dialects/google.py STATUS_BY_HTTP) for what the front answers itself.
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    403: "PERMISSION_DENIED",
-    408: "DEADLINE_EXCEEDED",
-    413: "INVALID_ARGUMENT",
-    414: "INVALID_ARGUMENT",
-    417: "FAILED_PRECONDITION",
-    431: "INVALID_ARGUMENT",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-}
-_REASONS = {
-    400: "Bad Request",
-    403: "Forbidden",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    417: "Expectation Failed",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-}
-
-
-def error_answer(status: int, code: str, message: str) -> bytes:
-    """A whole HTTP/1.1 response in the service's JSON error envelope, closing the connection
-    (the shape of `dialects.google.error_envelope`; tests/test_slow_clients.py compares them)."""
-    envelope = {
-        "error": {
-            "code": status,
-            "message": message,
-            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
-            "reason": code,
-        }
-    }
-    body = json.dumps(envelope, separators=(",", ":")).encode()
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-        "Connection: close\r\n"
-        "Content-Type: application/json\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode("ascii") + body
-
-
-def protocol_error(exc: BaseException) -> tuple[int, str, str]:
-    """Status, stable code and public message for an error gunicorn's parser raised; the
-    message never echoes the request's bytes (they may hold a token). The codes are those of
-    errors.py: `bad_request` for the head, `invalid_body` for the body, whatever the status."""
-    table: tuple[tuple[Any, int, str, str], ...] = (
-        (gerrors.LimitRequestLine, 414, "bad_request", "the request line is too long"),
-        (
-            gerrors.LimitRequestHeaders,
-            431,
-            "bad_request",
-            "the request's header fields are too large or too many",
-        ),
-        (
-            gerrors.UnsupportedTransferCoding,
-            501,
-            "bad_request",
-            "unsupported Transfer-Encoding; send the body with Content-Length or chunked",
-        ),
-        (gerrors.ExpectationFailed, 417, "bad_request", "only Expect: 100-continue"),
-        (gerrors.ForbiddenProxyRequest, 403, "bad_request", "request forbidden"),
-        (
-            (
-                gerrors.InvalidChunkSize,
-                gerrors.ChunkMissingTerminator,
-                gerrors.InvalidChunkExtension,
-            ),
-            400,
-            "invalid_body",
-            "the chunked body is malformed",
-        ),
-        (gerrors.NoMoreData, 400, "bad_request", "the request ended before it was whole"),
-        (gerrors.InvalidRequestLine, 400, "bad_request", "the request line is malformed"),
-        (gerrors.InvalidRequestMethod, 400, "bad_request", "the request method is malformed"),
-        (gerrors.InvalidHTTPVersion, 400, "bad_request", "unsupported HTTP version"),
-        (
-            (gerrors.InvalidHeader, gerrors.InvalidHeaderName, gerrors.ObsoleteFolding),
-            400,
-            "bad_request",
-            "a header field is malformed or not allowed",
-        ),
-        (gerrors.InvalidSchemeHeaders, 400, "bad_request", "contradictory scheme headers"),
-        (gerrors.InvalidProxyLine, 400, "bad_request", "the PROXY line is malformed"),
-    )
-    for kinds, status, code, message in table:
-        if isinstance(exc, kinds):
-            return status, code, message
-    return 500, "internal", "internal error"
 
 
 class _Feed:
@@ -176,51 +85,6 @@ class _Feed:
         return chunk
 
 
-@dataclass
-class _ChunkScan:
-    """How far a chunked body's framing has been followed (to know when it is complete)."""
-
-    pos: int = 0
-    decoded: int = 0
-
-
-# What the scan of a body says: not complete yet, or hand it to the reader now (malformed or
-# over the limit: gunicorn's reader and the application then say which), or its end offset.
-_MORE = -1
-_NOW = -2
-
-
-def chunked_body_end(data: bytearray, scan: _ChunkScan, max_body: int) -> int:
-    """Where a chunked body that starts at data[0] ends, `_MORE` or `_NOW`. Resumable: `scan`
-    keeps the position, so a body sent a byte at a time is scanned once."""
-    while True:
-        eol = data.find(b"\r\n", scan.pos)
-        if eol < 0:
-            return _NOW if len(data) - scan.pos > MAX_CHUNK_LINE else _MORE
-        size_text = bytes(data[scan.pos : eol]).split(b";", 1)[0].rstrip(b" \t")
-        if not size_text or len(size_text) > 16 or not set(size_text) <= _HEX_DIGITS:
-            return _NOW
-        size = int(size_text, 16)
-        start = eol + 2
-        if size == 0:
-            if len(data) - start < 2:
-                return _MORE
-            if data[start : start + 2] == b"\r\n":
-                return start + 2
-            end = data.find(b"\r\n\r\n", start)
-            if end < 0:
-                return _NOW if len(data) - start > MAX_TRAILER_BYTES else _MORE
-            return end + 4
-        allowed = max_body - scan.decoded
-        if size > allowed:
-            # Over the limit: once more than the limit is here, the application's 413 follows.
-            return _NOW if len(data) - start > allowed else _MORE
-        if len(data) < start + size + 2:
-            return _MORE
-        scan.decoded += size
-        scan.pos = start + size + 2
-
-
 # Connection states
 IDLE, HEAD, BODY, READY, LINGER = "idle", "head", "body", "ready", "linger"
 
@@ -238,7 +102,7 @@ class Connection:
     # Offsets already searched for the end of the head, so that a slow head is scanned once.
     scanned: int = 0
     body_length: int | None = None
-    chunks: _ChunkScan | None = None
+    chunks: ChunkScan | None = None
     # The request's framing could not be followed: the connection closes after the answer.
     must_close: bool = False
     eof: bool = False
@@ -415,7 +279,7 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
         end = data.find(b"\r\n\r\n", start)
         # A line ending in a bare LF will never end the head the way gunicorn reads it: the
         # parser refuses it now rather than wait for a CRLF.
-        bare_lf = _has_bare_lf(data, conn.scanned, end if end >= 0 else len(data))
+        bare_lf = has_bare_lf(data, conn.scanned, end if end >= 0 else len(data))
         conn.scanned = len(data)
         if end < 0 and not bare_lf:
             if len(data) > MAX_HEAD_BYTES:
@@ -440,7 +304,7 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
         conn.body_length = None
         reader = getattr(conn.req.body, "reader", None)
         if isinstance(reader, ChunkedReader):
-            conn.chunks = _ChunkScan()
+            conn.chunks = ChunkScan()
         elif isinstance(reader, LengthReader):
             conn.body_length = reader.length
         else:
@@ -461,10 +325,10 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
         else:
             length = conn.body_length or 0
             if length > self.front.max_body_bytes:
-                end = _NOW  # the application answers 413 without reading it
+                end = NOW  # the application answers 413 without reading it
             else:
-                end = length if len(data) >= length else _MORE
-        if end == _MORE:
+                end = length if len(data) >= length else MORE
+        if end == MORE:
             if conn.eof:
                 self._answer_and_close(
                     conn,
@@ -473,7 +337,7 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
                     "the body ended before its Content-Length or its last chunk",
                 )
             return
-        if end == _NOW:
+        if end == NOW:
             conn.must_close = True
             end = len(data)
         conn.feed.limit = end
@@ -627,16 +491,6 @@ class BufferingWorker(base.Worker):  # type: ignore[misc]
                 listener.close()
         for conn in list(self.connections.values()):
             self._close(conn)
-
-
-def _has_bare_lf(data: bytearray, start: int, stop: int) -> bool:
-    """Whether data[start:stop] holds an LF that no CR precedes."""
-    index = data.find(b"\n", start, stop)
-    while index >= 0:
-        if index == 0 or data[index - 1] != 0x0D:
-            return True
-        index = data.find(b"\n", index + 1, stop)
-    return False
 
 
 def _send_now(sock: Any, data: bytes) -> None:

@@ -17,6 +17,7 @@ from config import MAX_IMAGE_PIXELS_CEILING
 from detection_types import ImageArray, ImageDecodeError
 from errors import ImageTooLarge, InvalidImage
 from image_header import ImageFormat, ImageHeader, ImageHeaderError, read_image_header
+from stages import timed
 
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS_CEILING))
 
@@ -171,7 +172,8 @@ def load_image(
     if header.format is not ImageFormat.JPEG:
         factor = 1
     try:
-        pixels = decode_image(data, _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR))
+        with timed("decode"):
+            pixels = decode_image(data, _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR))
     except ImageDecodeError as exc:
         raise InvalidImage(str(exc)) from None
     rows, columns = pixels.shape[:2]
@@ -214,7 +216,8 @@ def encode_image(
     else:
         raise ValueError(f"unknown output format {fmt!r}; known: {', '.join(MIME_TYPES)}")
     try:
-        ok, buffer = cv2.imencode(extension, image, params)
+        with timed("serialize"):
+            ok, buffer = cv2.imencode(extension, image, params)
     except cv2.error as exc:
         raise ImageEncodeError(f"the image could not be encoded as {fmt}") from exc
     if not ok:

@@ -77,31 +77,18 @@ class ModelRegistry:
         return self.detectors[name]
 
 
-@dataclass(frozen=True)
-class ServiceState:
-    """What one worker serves: its configuration, its models, and who it is (CodeProject.AI's
-    `processedBy`, and a stable id of it for Roboflow's `/info`)."""
-
-    config: ServiceConfig
-    models: ModelSlot
-    server_name: str = "localhost"
-    server_id: str = ""
-
-    @property
-    def registry(self) -> ModelRegistry:
-        """The worker's models; a 503 with the reason while they could not be loaded."""
-        return self.models.get()
-
-
 def load_registry(
-    config: ServiceConfig, verified: Mapping[Path, Path] | None = None
+    config: ServiceConfig,
+    verified: Mapping[Path, Path] | None = None,
+    on_loaded: Callable[[str, float], None] | None = None,
 ) -> ModelRegistry:
     """Load the configured models (all with weights present, by default), each once; the
     weights from the verified copies `verified` names (resolved path -> copy, see
-    master_models.py) where it has them.
+    master_models.py) where it has them; `on_loaded(name, seconds)` after each.
 
     A model named in MODELS must load; without MODELS, a manifest whose weights have not been
     fetched is skipped with a warning, so that `make run` serves the default model alone.
+    `on_loaded(name, seconds)` hears how long each model took to load and warm up (metrics).
     """
     available = discover_models(config.models_dir)
     names = list(config.models) or list(available)
@@ -115,7 +102,10 @@ def load_registry(
     for name in names:
         try:
             # Loaded from this one look at the folder, not a new one per model.
+            started = time.perf_counter()
             detectors[name] = load_discovered(available[name], config.intra_op_threads, verified)
+            if on_loaded is not None:
+                on_loaded(name, time.perf_counter() - started)
         except ModelFileMissingError as exc:
             if config.models or name == config.model_name:
                 raise
@@ -143,8 +133,10 @@ class ModelSlot:
         retry_s: float,
         hidden_prefixes: Sequence[str] = (),
         registry: ModelRegistry | None = None,
+        on_ready: Callable[[ModelRegistry], None] | None = None,
     ) -> None:
         self._load = load
+        self._on_ready = on_ready
         self._retry_s = retry_s
         self._hidden = tuple(p for p in hidden_prefixes if p)
         self._registry = registry
@@ -168,6 +160,8 @@ class ModelSlot:
             if self.reason:
                 logger.info("models loaded after an earlier failure")
             self.reason = ""
+            if self._on_ready is not None:
+                self._on_ready(self._registry)
             return self._registry
 
     def get(self) -> ModelRegistry:

@@ -33,6 +33,7 @@ from registry import ModelRegistry
 from request_body import is_json_mimetype as is_json_mimetype
 from request_body import parse_json_body as parse_json_body
 from request_body import read_body as read_body
+from stages import detected
 
 # --- Parameters
 
@@ -384,7 +385,7 @@ def decode_and_detect(
     if picture_side is not None:
         fits.append(Fit(picture_side, picture_side))
     decoded = load_image(task.image_bytes, max_pixels, budget, fits)
-    return decoded, detector.detect(decoded.pixels, task.params)
+    return decoded, detected(task.model, detector.detect(decoded.pixels, task.params))
 
 
 def detect_full(
@@ -401,7 +402,8 @@ def detect_one(
 ) -> tuple[ImageArray, DetectionResult]:
     """The full-size decode and its detections, for a caller that draws on the whole image."""
     decoded = load_image(task.image_bytes, max_pixels)
-    return decoded.pixels, registry.detector(task.model).detect(decoded.pixels, task.params)
+    result = registry.detector(task.model).detect(decoded.pixels, task.params)
+    return decoded.pixels, detected(task.model, result)
 
 
 def run_tasks(

@@ -9,19 +9,51 @@ the JSON answer.
 
 from __future__ import annotations
 
+import io
 import json
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, g, request
 
-from config import SERVICE_VERSION
+import stages
+from config import SERVICE_VERSION, ServiceConfig
 from dialects import deepstack, doods, google, kserve, roboflow
-from errors import BadRequest, UnsupportedMediaType
-from registry import ServiceState
-from utils_serve import detect_full, is_integer_text, parse_json_body, read_body, run_tasks
+from errors import ApiError, BadRequest, UnsupportedMediaType
+from metrics import Metrics
+from registry import ModelRegistry, ModelSlot
+from stages import timed
+from utils_serve import (
+    ImageTask,
+    TaskOutcome,
+    detect_full,
+    is_integer_text,
+    parse_json_body,
+    read_body,
+    run_tasks,
+)
 
 # --- What every view shares
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What one worker serves: its configuration, its models, its metrics, and who it is
+    (CodeProject.AI's `processedBy`, and a stable id of it for Roboflow's `/info`)."""
+
+    config: ServiceConfig
+    # The worker's models, or why it has none (registry.ModelSlot).
+    models: ModelSlot
+    metrics: Metrics
+    server_name: str = "localhost"
+    server_id: str = ""
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The worker's models; a 503 with the reason while they could not be loaded."""
+        return self.models.get()
 
 
 def service_state() -> ServiceState:
@@ -29,19 +61,68 @@ def service_state() -> ServiceState:
     return state
 
 
+def require_host(environ: Mapping[str, Any]) -> None:
+    """RFC 9112, section 3.2: an HTTP/1.1 request without Host is a 400."""
+    if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
+        raise BadRequest("an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)")
+
+
+def buffer_body(max_bytes: int) -> None:
+    """Read the body whole, up to the limit, before any view or form parser sees it.
+
+    Every route then sees either a complete body or an error: 413 past the limit, 400 for a
+    body shorter than its Content-Length or one the server cannot read (malformed chunks).
+    Werkzeug's form parser and `get_data` would otherwise truncate a chunked body at the limit
+    without a word. The body is handed on with its length (a chunked one too), and kept for
+    the view (`g.body`), which then reads it without another copy.
+    """
+    environ = request.environ
+    length = request.content_length
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return
+    with timed("read_body"):
+        body = read_body(environ["wsgi.input"], length, max_bytes)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    # Now framed by its length: Werkzeug would otherwise cap the stream at MAX_CONTENT_LENGTH
+    # and refuse a body of exactly that many bytes, unable to tell that nothing follows.
+    environ.pop("wsgi.input_terminated", None)
+    g.body = body
+
+
 def request_body() -> bytes:
-    """The body, as the before_request hook read it whole (else read now)."""
-    body: bytes | None = g.get("body")
-    if body is None:
-        max_bytes = service_state().config.max_body_bytes
-        body = read_body(request.stream, request.content_length, max_bytes)
-    return body
+    body: bytes | None = g.get("body")  # read whole, and timed, by the before_request hook
+    if body is not None:
+        return body
+    with timed("read_body"):
+        return read_body(
+            request.stream, request.content_length, service_state().config.max_body_bytes
+        )
+
+
+def form_parsed() -> None:
+    """Have werkzeug read and parse a form body now, timed as reading it."""
+    with timed("read_body"):
+        request.files, request.form  # noqa: B018 - the parse is what is timed
+
+
+def tasks_ran(
+    tasks: Sequence[ImageTask | ApiError],
+    outcomes: Sequence[TaskOutcome | ApiError] | None = None,
+) -> None:
+    """Note the models the request's images use, and each image's error, for its record."""
+    stages.uses_models(task.model for task in tasks if isinstance(task, ImageTask))
+    for outcome in outcomes or ():
+        if isinstance(outcome, ApiError):
+            stages.answered_error(outcome.code)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
     """A JSON answer; its body is one bytes object, so it goes out with a Content-Length
     (never chunked), which DeepStack's and Triton's clients rely on."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    with timed("serialize"):
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return Response(body, status=status, mimetype="application/json")
 
 
@@ -63,12 +144,16 @@ def deepstack_detection_view(model: str | None = None) -> Response:
     if model is not None:
         state.registry.resolve(model)
     deepstack.require_form(request.mimetype)
+    form_parsed()
     task = deepstack.parse_task(request.files, request.form, request.args, state.registry, model)
+    tasks_ran([task])
     result = detect_full(task, state.registry, state.config.max_image_pixels)
     info = state.registry.detector(task.model).info
     command = "detect" if model is None else "custom"
     limit = state.config.deepstack_max_predictions
-    return json_response(deepstack.response(result, info, limit, deepstack_facts(state), command))
+    with timed("render"):
+        payload = deepstack.response(result, info, limit, deepstack_facts(state), command)
+    return json_response(payload)
 
 
 def deepstack_custom_list_view() -> Response:

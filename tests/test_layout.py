@@ -25,9 +25,12 @@ from tests.helpers import REPO_ROOT, run_python
 # import only modules of the layers below its own: never sideways, never up. image_io sits
 # below predict: it is the one owner of cv2, and predict takes cv2 (for resizing) from it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("run the service", ("gunicorn.conf",)),
+    # gunicorn's settings and the worker class they name (gunicorn_worker.py).
+    ("run the service", ("gunicorn.conf", "gunicorn_worker")),
     ("composition root", ("serve_http",)),
     ("views of other servers' protocols", ("compat", "compat.*")),
+    # Metrics and log formatting: gunicorn.conf.py's hooks and the app use them.
+    ("observability", ("metrics", "logs")),
     ("protocols", ("dialects", "dialects.*")),
     ("tokens and pictures", ("auth", "render")),
     ("core", ("utils_serve",)),
@@ -36,7 +39,24 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("images", ("image_io",)),
     ("manifests", ("manifests",)),
     ("families", ("families",)),
-    ("leaves", ("detection_types", "errors", "config", "image_header")),
+    # Request bodies and base64 images, read for the core.
+    ("bodies", ("request_body", "base64_image")),
+    # master_models: the gunicorn master's verified weights (stdlib only); http_front: the
+    # worker's HTTP framing (gunicorn only).
+    (
+        "leaves",
+        (
+            "detection_types",
+            "errors",
+            "config",
+            "image_header",
+            "stages",
+            "master_models",
+            "http_front",
+        ),
+    ),
+    # What the machine gives: CPU quota and set (config's defaults follow it).
+    ("machine", ("cpu_quota",)),
 )
 # Not part of the service: imports nothing of it.
 CLIENT = ("client", "client.*")

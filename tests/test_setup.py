@@ -361,18 +361,13 @@ def _lock(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
     return packages
 
 
-# Requirements that no install of the service, its tests or its image reads: the bench's
-# FastAPI peer (`make bench BENCH_ARGS=--peers`) installs them into a venv of its own.
-UNLOCKED_REQUIREMENTS = {"benchmarks/peers/requirements.txt"}
-
-
 def test_every_requirements_file_has_a_lock() -> None:
     found = {
         str(path.relative_to(REPO_ROOT))
         for path in REPO_ROOT.rglob("requirements*.txt")
         if not {".venv", ".venv-clients", "node_modules"} & set(path.parts)
     }
-    assert found - UNLOCKED_REQUIREMENTS == {row.values[0] for row in REQUIREMENT_LOCKS}
+    assert found == {row.values[0] for row in REQUIREMENT_LOCKS}
 
 
 @pytest.mark.parametrize(("requirements", "lock"), REQUIREMENT_LOCKS)

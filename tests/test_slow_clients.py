@@ -21,7 +21,7 @@ import cv2
 import pytest
 import requests
 
-import gunicorn_worker
+import http_front
 from dialects import google
 from errors import RequestTimeout
 from image_io import decode_image
@@ -78,7 +78,7 @@ def _booted_workers(server: LiveServer) -> int:
 
 
 def test_the_workers_own_answers_have_the_services_envelope() -> None:
-    answer = gunicorn_worker.error_answer(408, RequestTimeout.code, "too slow")
+    answer = http_front.error_answer(408, RequestTimeout.code, "too slow")
     assert _json_body(answer) == google.error_envelope(RequestTimeout("too slow"))
     assert b"X-Content-Type-Options: nosniff" in answer
 
