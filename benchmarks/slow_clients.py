@@ -28,8 +28,12 @@ from tempfile import TemporaryDirectory
 from benchmarks.servers import Server, start_service, stop
 
 PARTIAL_HEAD = b"POST / HT"
+TOKEN = "slow-clients-token"  # noqa: S105 (a local run's token)
+# With a valid token: the sync worker would otherwise answer 401 before reading the body.
 SLOW_BODY_HEAD = (
-    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Api-Token: "
+    + TOKEN.encode()
+    + b"\r\nContent-Length: 1000\r\n\r\n{"
 )
 
 
@@ -127,7 +131,7 @@ def main() -> int:
     print(f"worker: {args.worker_args or 'gunicorn.conf.py (the service default)'}")
     for count in (int(c) for c in args.counts.split(",")):
         with TemporaryDirectory() as log_dir:
-            server = start_service(Path(log_dir), "slow-clients-token")
+            server = start_service(Path(log_dir), TOKEN)
             try:
                 print(run_one(server, count, args.hold), flush=True)
             finally:
