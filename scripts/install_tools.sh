@@ -1,11 +1,29 @@
 #!/usr/bin/env bash
-# Install the command-line tools that `make bench` drives, from Debian's packages, when they
-# are missing: wrk (the HTTP load generator). Needs root (or sudo) and the Debian mirror;
-# does nothing when every tool is already on PATH.
+# Install the command-line tools the project drives, from Debian's packages, when they are
+# missing. Needs root (or sudo) and the Debian mirror; does nothing when every tool asked for
+# is already there.
+#
+#   scripts/install_tools.sh            wrk (the HTTP load generator of `make bench`)
+#   scripts/install_tools.sh chromium   the browser the UI tests drive (tests/test_ui_browser.py)
+#
+# Chromium comes with a font (fonts-dejavu-core), so that the UI's screenshots show text
+# rather than empty boxes on a machine that has no font at all. Playwright drives this
+# browser; it never downloads one of its own.
 set -euo pipefail
 
+tools=("$@")
+if [ "${#tools[@]}" -eq 0 ]; then
+    tools=(wrk)
+fi
+
 missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+for tool in "${tools[@]}"; do
+    case "$tool" in
+        wrk) command -v wrk >/dev/null 2>&1 || missing+=(wrk) ;;
+        chromium) [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core) ;;
+        *) echo "install_tools: unknown tool $tool (wrk, chromium)" >&2; exit 2 ;;
+    esac
+done
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
