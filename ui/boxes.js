@@ -28,7 +28,7 @@ export function boxedPicture(src, alt) {
         return h(
           'div',
           {
-            class: 'box',
+            class: ['box', x1 > 0.7 ? 'at-right' : '', y1 < 0.04 ? 'at-top' : ''].join(' ').trim(),
             dataset: { label: annotation.name },
             style: {
               left: `${x1 * 100}%`,

@@ -13,7 +13,14 @@ from .values import placeholders, substitute
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAGMENTS_DIR = REPO_ROOT / "openapi"
-FRAGMENTS = ("service.json", "native.json", "google.json", "deepstack.json", "repository.json")
+FRAGMENTS = (
+    "service.json",
+    "native.json",
+    "google.json",
+    "deepstack.json",
+    "repository.json",
+    "ui.json",
+)
 REQUEST_ID_HEADER = "X-Request-Id"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 COMPONENT_KEYS = (

@@ -91,6 +91,7 @@ def placeholders() -> dict[str, Json]:
         "score_threshold_low": number(parameter("score_threshold").low),
         "score_threshold_high": number(parameter("score_threshold").high),
         "score_threshold_default": defaults.score_threshold,
+        "ui_files": sorted(serve_http.UI_FILES),
     }
 
 
