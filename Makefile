@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast model test-models newman lint typecheck pytest lock bench clean
+.PHONY: run test test-fast model test-models newman browser lint typecheck pytest lock bench clean
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
 # from requirements*.txt: requirements-dev.lock for make run/test, requirements.lock for the
@@ -47,6 +47,16 @@ $(NEWMAN_STAMP): $(STAMP) client/postman/package.json client/postman/package-loc
 
 newman: $(NEWMAN_STAMP)
 
+# Debian's Chromium (and a font) for the UI's browser tests (tests/test_ui_browser.py), with
+# apt-get when missing; Playwright drives it and never downloads a browser. Under CI=true a
+# failed install fails the run; elsewhere (not root, no apt-get) the browser tests skip and
+# say so.
+BROWSER_OPTIONAL := $(if $(filter true 1,$(CI)),,yes)
+
+browser:
+	@./scripts/install_tools.sh chromium || { [ -n "$(BROWSER_OPTIONAL)" ] && \
+		echo "Chromium is not installed: the browser tests will skip (sudo scripts/install_tools.sh chromium)"; }
+
 run: model
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/run.sh
 
@@ -72,7 +82,7 @@ lint: openapi-check
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
-pytest: test-models newman
+pytest: test-models newman browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -3,10 +3,15 @@
 // class's, the same in the table.
 import { fill, formatNumber, h } from './dom.js';
 
+// Twenty distinct colours, each dark enough for white label text; a class keeps its colour.
+const PALETTE = [
+  '#d62728', '#2ca02c', '#1f5fbf', '#e6550d', '#9467bd', '#8c564b', '#c2185b', '#5f6b00',
+  '#00838f', '#7b1fa2', '#b8860b', '#1b5e20', '#303f9f', '#a0522d', '#ad1457', '#00695c',
+  '#6d4c41', '#d84315', '#455a64', '#512da8',
+];
+
 export function colourOf(classId) {
-  // Hues spread by the golden angle: neighbouring class ids get distant colours.
-  const hue = Math.round((Number(classId) * 137.508) % 360);
-  return `hsl(${hue} 85% 42%)`;
+  return PALETTE[Math.abs(Number(classId)) % PALETTE.length];
 }
 
 function corners(annotation) {
@@ -20,9 +25,11 @@ export function boxedPicture(src, alt) {
   const picture = h('img', { src, alt, class: 'picture', decoding: 'async' });
   const node = h('div', { class: 'stage' }, picture, layer);
   const show = (annotations) => {
+    // The best last, so that its label is on top where boxes overlap.
+    const ordered = [...annotations].sort((a, b) => a.score - b.score);
     fill(
       layer,
-      annotations.map((annotation) => {
+      ordered.map((annotation) => {
         const { x1, y1, x2, y2 } = corners(annotation);
         const colour = colourOf(annotation.classId);
         return h(

@@ -1,7 +1,6 @@
 // Elements made from data, never from HTML text: every value becomes a property, an attribute
 // or a text node, so a file name, a label or an EXIF field can never turn into markup. No
-// module of the UI uses innerHTML, outerHTML, insertAdjacentHTML or document.write
-// (tests/test_ui.py checks the sources).
+// module of the UI parses a string as HTML (tests/test_ui.py checks the sources).
 
 // h('a', {href: '#/x', class: 'card'}, 'text', child, [more]) -> the element.
 export function h(tag, props = {}, ...children) {
