@@ -13,8 +13,8 @@ import fnmatch
 import json
 import re
 import shlex
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -25,6 +25,8 @@ from tests.helpers import REPO_ROOT
 # What the image runs: the WSGI app (gunicorn.conf.py names serve_http), the gunicorn config,
 # and the scripts the config (reload check) and the build (model fetch) run.
 ENTRY_POINTS = ("serve_http.py", "gunicorn.conf.py", "scripts/check_models.py")
+
+
 # Read at run time, not imported: the gunicorn config, the OpenAPI document and every file of
 # the web UI (serve_http.UI_FILES, served from ui/ by name).
 def runtime_files(ui_files: Iterable[str]) -> tuple[str, ...]:

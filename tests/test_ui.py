@@ -125,14 +125,14 @@ FORBIDDEN_SINKS = (
 )
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", SCRIPTS, ids=str)
 def test_scripts_build_no_html_from_strings(name: str) -> None:
     source = (UI_DIR / name).read_text(encoding="utf-8")
     found = [sink for sink in FORBIDDEN_SINKS if sink in source]
     assert found == [], f"{name} uses {found}"
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", SCRIPTS, ids=str)
 def test_scripts_import_only_modules_of_the_ui(name: str) -> None:
     # No CDN, no bare package names (there is no build step to resolve them).
     source = (UI_DIR / name).read_text(encoding="utf-8")
@@ -188,9 +188,7 @@ def test_page_has_no_inline_script_style_or_handler() -> None:
     assert parts.style_attributes == 0
     assert parts.handlers == []
     # Every file the page loads is one the service serves.
-    assert all(reference in serve_http.UI_FILES for reference in parts.references), (
-        parts.references
-    )
+    assert all(reference in serve_http.UI_FILES for reference in parts.references), parts.references
 
 
 def test_docs_show_a_screenshot_of_each_screen() -> None:

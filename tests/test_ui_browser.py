@@ -26,7 +26,14 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    FilePayload,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from tests.helpers import REPO_ROOT, shared_image
 from tests.live_server import LiveServer, live_gunicorn
@@ -44,8 +51,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WIDE = {"width": 1280, "height": 800}
-NARROW = {"width": 360, "height": 740}
+WIDE = ViewportSize(width=1280, height=800)
+NARROW = ViewportSize(width=360, height=740)
 SCREENSHOTS = REPO_ROOT / "docs" / "ui"
 TOKEN = f"ui-{secrets.token_hex(8)}"
 # A file name that is markup: shown as text, it creates nothing.
@@ -256,17 +263,14 @@ def test_try_it_draws_boxes_lists_them_and_the_score_slider_removes_them(
     page.assert_clean()
 
 
-def test_an_image_the_api_refuses_shows_the_apis_message(
-    page: Watched, server: LiveServer
-) -> None:
+def test_an_image_the_api_refuses_shows_the_apis_message(page: Watched, server: LiveServer) -> None:
     browser_page = open_ui(page, server)
     junk = b"\xff\xd8\xff\xe0 this is no JPEG"
     expected = api(server, "POST", "/v1/detect", files={"image": ("broken.jpg", junk)})
     body = expected.json()
     message = (body.get("error") or body["responses"][0]["error"])["message"]
-    browser_page.set_input_files(
-        "#try-files", [{"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": junk}]
-    )
+    broken = FilePayload(name="broken.jpg", mimeType="image/jpeg", buffer=junk)
+    browser_page.set_input_files("#try-files", [broken])
     card = browser_page.locator("article.result[data-file='broken.jpg']")
     expect(card.locator(".error")).to_have_text(message)
     page.assert_clean()
@@ -303,8 +307,8 @@ def test_keyboard_reaches_the_screens_with_a_visible_focus(
 # --- the repository -----------------------------------------------------------------------------
 
 
-def as_payload(path: Path) -> dict[str, Any]:
-    return {"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()}
+def as_payload(path: Path) -> FilePayload:
+    return FilePayload(name=path.name, mimeType="image/jpeg", buffer=path.read_bytes())
 
 
 def labels_in_grid(page: Page) -> list[str]:
@@ -318,8 +322,8 @@ def test_repository_upload_filter_open_and_delete(page: Watched, server: LiveSer
     coco = sorted((dog.parent / "coco").glob("*.jpg"))
     if not coco:
         pytest.skip(f"{dog.parent / 'coco'} holds no photo")
-    hostile = {"name": HOSTILE_NAME, "mimeType": "image/jpeg", "buffer": coco[0].read_bytes()}
-    bmp = {"name": "drawing.bmp", "mimeType": "image/bmp", "buffer": b"BM" + bytes(60)}
+    hostile = FilePayload(name=HOSTILE_NAME, mimeType="image/jpeg", buffer=coco[0].read_bytes())
+    bmp = FilePayload(name="drawing.bmp", mimeType="image/bmp", buffer=b"BM" + bytes(60))
     refused = api(server, "POST", "/v1/images", files={"image": ("drawing.bmp", bmp["buffer"])})
     assert refused.status_code >= 400
     # Playwright takes either paths or payloads at once: the photos as payloads too.
