@@ -78,6 +78,7 @@ COPY auth.py \
     utils_serve.py \
     ./
 COPY dialects/ dialects/
+COPY compat/ compat/
 COPY repository/ repository/
 # The web UI's static files, served at /ui/ (serve_http.UI_FILES names each one).
 COPY ui/ ui/

@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast model test-models newman browser lint typecheck pytest lock bench clean
+.PHONY: run test test-fast model test-models newman browser lint typecheck pytest lock bench clean \
+	clients-venv clients-lock
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
 # from requirements*.txt: requirements-dev.lock for make run/test, requirements.lock for the
@@ -57,6 +58,36 @@ browser:
 	@./scripts/install_tools.sh chromium || { [ -n "$(BROWSER_OPTIONAL)" ] && \
 		echo "Chromium is not installed: the browser tests will skip (sudo scripts/install_tools.sh chromium)"; }
 
+# The third-party clients (deepstack-python, inference-sdk, tritonclient, kserve, pydoods, ...)
+# that tests/test_clients_e2e.py runs unchanged against live gunicorn. They live in their own
+# virtual environment, installed only from tests/clients/requirements.lock (pinned with hashes):
+# their dependencies (OpenCV, pandas, grpc, ...) would conflict with the service's lock. The
+# stamp depends on that lock file, so the environment is rebuilt only when it changes.
+CLIENTS_VENV := .venv-clients
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+
+$(CLIENTS_STAMP): tests/clients/requirements.lock
+	rm -rf $(CLIENTS_VENV)
+	$(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/python -m pip install --disable-pip-version-check -q --require-hashes \
+		-r tests/clients/requirements.lock
+	touch $(CLIENTS_STAMP)
+
+# node-red-contrib-deepstack, pinned by tests/clients/node/package-lock.json, installed with
+# the same Node as newman and without install scripts.
+NODE_CLIENTS_STAMP := tests/clients/node/node_modules/.installed
+
+$(NODE_CLIENTS_STAMP): $(STAMP) tests/clients/node/package.json tests/clients/node/package-lock.json
+	$(BIN)/python scripts/install_newman.py --dir tests/clients/node \
+		--expect node_modules/node-red-contrib-deepstack/deepstack-integration.js
+	touch $(NODE_CLIENTS_STAMP)
+
+clients-venv: $(CLIENTS_STAMP) $(NODE_CLIENTS_STAMP)
+
+# Recompiles tests/clients/requirements.lock from the direct pins in tests/clients/requirements.txt.
+clients-lock: $(STAMP)
+	$(UV_COMPILE) tests/clients/requirements.txt -o tests/clients/requirements.lock
+
 run: model
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/run.sh
 
@@ -82,7 +113,7 @@ lint: openapi-check
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
-pytest: test-models newman browser
+pytest: test-models newman clients-venv browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test: lint typecheck pytest
@@ -92,7 +123,8 @@ test-fast: test-models
 	$(BIN)/python -m pytest -m "not (e2e or newman or fuzz or real_model)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules
+	rm -rf $(VENV) $(CLIENTS_VENV) .pytest_cache .mypy_cache .ruff_cache client/postman/node_modules \
+		tests/clients/node/node_modules
 
 # Kubernetes manifests (deploy/kubernetes), checked offline: yamllint over every YAML file,
 # then each manifest against the strict API schemas of two Kubernetes versions bundled with

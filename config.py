@@ -6,6 +6,7 @@ with a message that says what to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,9 @@ from functools import cached_property
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+# pyproject.toml's [project] version (a test checks that they agree); the protocols that report
+# a server version (Roboflow's /info, KServe's /v2) say this one.
+SERVICE_VERSION = "0.1.0"
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_IMAGES = 16
@@ -29,6 +33,16 @@ GPS_POLICIES = ("store", "hide", "strip")
 DEFAULT_REPO_BUSY_TIMEOUT_MS = 5000
 MIN_PAGE_TOKEN_KEY_CHARS = 32
 _DB_URL = re.compile(r"^(sqlite|postgresql\+psycopg)://")
+# Frigate's DeepStack detector writes each prediction into a fixed array of 20 rows and crashes
+# (IndexError) on a 21st at confidence >= 0.4: the DeepStack routes answer at most this many,
+# best first, unless DEEPSTACK_MAX_PREDICTIONS says otherwise.
+DEFAULT_DEEPSTACK_MAX_PREDICTIONS = 20
+# Route families that OPEN_ROUTES may open to callers without a token.
+OPEN_ROUTE_FAMILIES = frozenset({"deepstack"})
+# Whose requests an open route's token-less callers make (the image repository keeps it).
+OPEN_ROUTES_OWNER = "anonymous"
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -87,6 +101,14 @@ class ServiceConfig:
     repo_busy_timeout_ms: int = DEFAULT_REPO_BUSY_TIMEOUT_MS
     # Key that signs list page tokens; None: a random key kept in DATA_DIR (made on first use).
     repo_page_token_key: str | None = field(default=None, repr=False)
+    # Route families (OPEN_ROUTES) whose callers need no token, and the client networks they are
+    # open to (OPEN_ROUTES_NETWORKS; empty: every address).
+    open_routes: frozenset[str] = frozenset()
+    open_routes_networks: tuple[IpNetwork, ...] = ()
+    # Peers (TRUSTED_PROXIES) whose X-Forwarded-For header names the client; empty: none, the
+    # peer address is the client.
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    deepstack_max_predictions: int = DEFAULT_DEEPSTACK_MAX_PREDICTIONS
 
     def __post_init__(self) -> None:
         if not self.auth_disabled and not self.api_tokens:
@@ -104,6 +126,7 @@ class ServiceConfig:
             ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
             ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
             ("REPO_BUSY_TIMEOUT_MS", self.repo_busy_timeout_ms, 0, 600_000),
+            ("DEEPSTACK_MAX_PREDICTIONS", self.deepstack_max_predictions, 1, 1000),
         )
         for key, value, low, high in checks:
             if not low <= value <= high:
@@ -115,6 +138,16 @@ class ServiceConfig:
             )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+        unknown = sorted(self.open_routes - OPEN_ROUTE_FAMILIES)
+        if unknown:
+            raise ConfigError(
+                f"OPEN_ROUTES={','.join(sorted(self.open_routes))!r}: unknown route family "
+                f"{', '.join(unknown)}; the only one is {', '.join(sorted(OPEN_ROUTE_FAMILIES))}"
+            )
+        if self.open_routes_networks and not self.open_routes:
+            raise ConfigError(
+                "OPEN_ROUTES_NETWORKS is set but OPEN_ROUTES is empty: it would have no effect"
+            )
         self._check_repository()
 
     def _check_repository(self) -> None:
@@ -158,6 +191,23 @@ def _bool(environ: Mapping[str, str], key: str) -> bool:
     raise ConfigError(f"{key}={raw!r}: use 1/true/yes/on or 0/false/no/off")
 
 
+def _words(environ: Mapping[str, str], key: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in environ.get(key, "").split(",") if w.strip())
+
+
+def _networks(environ: Mapping[str, str], key: str) -> tuple[IpNetwork, ...]:
+    """Comma-separated addresses or CIDR networks (`192.168.0.0/16,10.1.2.3,::1`)."""
+    networks = []
+    for word in _words(environ, key):
+        try:
+            networks.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{key}: {word[:60]!r} is not an IP address or network (like 192.168.0.0/16)"
+            ) from None
+    return tuple(networks)
+
+
 def load_config(environ: Mapping[str, str]) -> ServiceConfig:
     """Build the configuration from environment variables (see the README's table)."""
     tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
@@ -179,4 +229,10 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         gps_policy=environ.get("GPS_POLICY", "").strip().lower() or "store",
         repo_busy_timeout_ms=_int(environ, "REPO_BUSY_TIMEOUT_MS", DEFAULT_REPO_BUSY_TIMEOUT_MS),
         repo_page_token_key=environ.get("REPO_PAGE_TOKEN_KEY", "").strip() or None,
+        open_routes=frozenset(word.lower() for word in _words(environ, "OPEN_ROUTES")),
+        open_routes_networks=_networks(environ, "OPEN_ROUTES_NETWORKS"),
+        trusted_proxies=_networks(environ, "TRUSTED_PROXIES"),
+        deepstack_max_predictions=_int(
+            environ, "DEEPSTACK_MAX_PREDICTIONS", DEFAULT_DEEPSTACK_MAX_PREDICTIONS
+        ),
     )

@@ -73,6 +73,17 @@ class ModelRegistry:
         return self.detectors[name]
 
 
+@dataclass(frozen=True)
+class ServiceState:
+    """What one worker serves: its configuration, its models, and who it is (CodeProject.AI's
+    `processedBy`, and a stable id of it for Roboflow's `/info`)."""
+
+    config: ServiceConfig
+    registry: ModelRegistry
+    server_name: str = "localhost"
+    server_id: str = ""
+
+
 def load_registry(config: ServiceConfig) -> ModelRegistry:
     """Load the configured models (all with weights present, by default), each once.
 

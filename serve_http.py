@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import uuid
@@ -21,13 +22,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
-from auth import check_token, presented_token
-from config import DEFAULT_OWNER, ServiceConfig, load_config
+from auth import check_token, client_address, open_route_allowed, presented_token
+from compat.routes import (
+    deepstack_custom_list_view,
+    deepstack_detection_view,
+    deepstack_listmodels_view,
+    deepstack_ping_view,
+    doods_detect_view,
+    doods_detectors_view,
+    json_response,
+    kserve_infer_view,
+    kserve_live_view,
+    kserve_model_metadata_view,
+    kserve_model_ready_view,
+    kserve_ready_view,
+    kserve_server_metadata_view,
+    request_body,
+    roboflow_add_view,
+    roboflow_infer_view,
+    roboflow_info_view,
+    roboflow_legacy_view,
+    roboflow_registry_view,
+    service_state,
+)
+from config import DEFAULT_OWNER, OPEN_ROUTES_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
-from dialects import deepstack, google, native
+from dialects import deepstack, doods, google, kserve, native, roboflow
 from errors import (
     ApiError,
     BadRequest,
@@ -39,13 +63,13 @@ from errors import (
     UnknownModel,
     UnsupportedMediaType,
 )
-from registry import DetectorLike, ModelRegistry, load_registry
+from registry import DetectorLike, ModelRegistry, ServiceState, load_registry
 from repository import routes as repository_routes
 from repository.service import Repository
 from utils_serve import (
     ImageTask,
-    detect_one,
     input_kind,
+    is_json_mimetype,
     parse_json_body,
     read_body,
     run_tasks,
@@ -101,17 +125,6 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 }
 
 
-@dataclass(frozen=True)
-class ServiceState:
-    config: ServiceConfig
-    registry: ModelRegistry
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return Response(body, status=status, mimetype="application/json")
-
-
 def configure_logging(level: str) -> None:
     """One handler on the service's logger; gunicorn's own loggers are left alone."""
     logger.setLevel(level)
@@ -119,15 +132,6 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
-
-
-def _state() -> ServiceState:
-    state: ServiceState = current_app.extensions["detection_service"]
-    return state
-
-
-def _body() -> bytes:
-    return read_body(request.stream, request.content_length, _state().config.max_body_bytes)
 
 
 # --- Views
@@ -142,16 +146,16 @@ def _native_tasks(state: ServiceState) -> list[ImageTask | ApiError]:
         DetectionParams(),
     )
     if kind == "json":
-        payload = parse_json_body(_body())
+        payload = parse_json_body(request_body())
         return google.parse_batch(payload, limit, registry, defaults, google.first_feature)
     if kind == "raw":
-        return task_from_raw(_body(), request.args, registry, defaults)
+        return task_from_raw(request_body(), request.args, registry, defaults)
     return tasks_from_form(request.files, request.form, request.args, limit, registry, defaults)
 
 
 def detect_view() -> Response:
     """Our route: JSON, multipart, form or raw image by Content-Type; JSON or a picture out."""
-    state = _state()
+    state = service_state()
     accepted = request.accept_mimetypes.best_match(native.ACCEPTABLE)
     output = native.requested_output(request.args, accepted)
     tasks = _native_tasks(state)
@@ -167,21 +171,14 @@ def detect_view() -> Response:
 
 def google_annotate_view(project: str | None = None, location: str | None = None) -> Response:
     """Google Cloud Vision's images:annotate for OBJECT_LOCALIZATION."""
-    state = _state()
+    state = service_state()
     google.require_json(request.mimetype)
     limit = state.config.max_images_per_request
-    tasks = google.parse_batch(parse_json_body(_body()), limit, state.registry, DetectionParams())
+    tasks = google.parse_batch(
+        parse_json_body(request_body()), limit, state.registry, DetectionParams()
+    )
     outcomes = run_tasks(tasks, state.registry, state.config.max_image_pixels)
     return json_response(google.responses(outcomes, state.registry))
-
-
-def deepstack_detection_view() -> Response:
-    """DeepStack / CodeProject.AI object detection."""
-    state = _state()
-    deepstack.require_form(request.mimetype)
-    task = deepstack.parse_task(request.files, request.form, request.args, state.registry)
-    _, result = detect_one(task, state.registry, state.config.max_image_pixels)
-    return json_response(deepstack.response(result, state.registry.detector(task.model).info))
 
 
 def openapi_view() -> Response:
@@ -206,18 +203,18 @@ def healthz_view() -> Response:
 
 
 def readyz_view() -> Response:
-    registry = _state().registry
+    registry = service_state().registry
     if not registry.ready:
         raise ServiceUnavailable("the models are not loaded yet")
     return json_response({"status": "ready", "model": registry.default, "models": registry.names})
 
 
 def models_view() -> Response:
-    return json_response(native.models_listing(_state().registry))
+    return json_response(native.models_listing(service_state().registry))
 
 
 def model_view(name: str) -> Response:
-    registry = _state().registry
+    registry = service_state().registry
     if name not in registry.detectors:
         raise UnknownModel(f"no model {name[:80]!r}; this service has {', '.join(registry.names)}")
     return json_response(
@@ -238,8 +235,11 @@ class Route:
     public: bool = False
     # How this route's clients expect an error to look.
     error_body: Callable[[ApiError], dict[str, Any]] = google.error_envelope
-    # A form field this route's clients send the token in, besides the usual places.
-    key_form_field: str | None = None
+    # A body field (a form field, or a member of a JSON body) this route's clients send the
+    # token in, besides the places every route accepts (auth.presented_token).
+    key_body_field: str | None = None
+    # The family OPEN_ROUTES may open to callers without a token (only "deepstack").
+    family: str | None = None
 
 
 ROUTES: tuple[Route, ...] = (
@@ -255,14 +255,124 @@ ROUTES: tuple[Route, ...] = (
         ("POST",),
         google_annotate_view,
     ),
-    Route(
-        "/v1/vision/detection",
-        "deepstack_detection",
-        ("POST",),
-        deepstack_detection_view,
-        error_body=deepstack.error_body,
-        key_form_field=deepstack.KEY_FIELD,
+    *(
+        Route(
+            rule,
+            endpoint,
+            methods,
+            view,
+            public=public,
+            error_body=deepstack.error_body,
+            key_body_field=deepstack.KEY_FIELD,
+            family=deepstack.FAMILY,
+        )
+        for rule, endpoint, methods, view, public in (
+            (
+                "/v1/vision/detection",
+                "deepstack_detection",
+                ("POST",),
+                deepstack_detection_view,
+                False,
+            ),
+            (
+                "/v1/vision/custom/list",
+                "deepstack_custom_list",
+                ("GET", "POST"),
+                deepstack_custom_list_view,
+                False,
+            ),
+            (
+                "/v1/vision/custom/<model>",
+                "deepstack_custom",
+                ("POST",),
+                deepstack_detection_view,
+                False,
+            ),
+            (
+                "/v1/vision/listmodels",
+                "deepstack_listmodels",
+                ("GET", "POST"),
+                deepstack_listmodels_view,
+                False,
+            ),
+            (
+                "/v1/server/status/ping",
+                "deepstack_ping",
+                ("GET", "POST"),
+                deepstack_ping_view,
+                True,
+            ),
+            ("/v1/status/ping", "deepstack_ping", ("GET", "POST"), deepstack_ping_view, True),
+        )
     ),
+    *(
+        Route(
+            rule,
+            endpoint,
+            methods,
+            view,
+            public=public,
+            error_body=roboflow.error_body,
+            key_body_field=roboflow.KEY_FIELD,
+        )
+        for rule, endpoint, methods, view, public in (
+            ("/info", "roboflow_info", ("GET",), roboflow_info_view, True),
+            ("/model/registry", "roboflow_registry", ("GET",), roboflow_registry_view, False),
+            ("/model/add", "roboflow_add", ("POST",), roboflow_add_view, False),
+            ("/infer/object_detection", "roboflow_infer", ("POST",), roboflow_infer_view, False),
+        )
+    ),
+    # v0 sends the key in the query only; its body (base64, often as a urlencoded "form") is
+    # the image and must reach the view unparsed.
+    Route(
+        "/<legacy_model:model>/<model_version>",
+        "roboflow_legacy",
+        ("POST",),
+        roboflow_legacy_view,
+        error_body=roboflow.error_body,
+    ),
+    *(
+        Route(rule, endpoint, ("GET",) if get else ("POST",), view, public, kserve.error_body)
+        for rule, endpoint, get, view, public in (
+            ("/v2/health/live", "kserve_live", True, kserve_live_view, True),
+            ("/v2/health/ready", "kserve_ready", True, kserve_ready_view, True),
+            ("/v2", "kserve_server_metadata", True, kserve_server_metadata_view, False),
+            ("/v2/models/<model>", "kserve_model", True, kserve_model_metadata_view, False),
+            (
+                "/v2/models/<model>/versions/<version>",
+                "kserve_model",
+                True,
+                kserve_model_metadata_view,
+                False,
+            ),
+            (
+                "/v2/models/<model>/ready",
+                "kserve_model_ready",
+                True,
+                kserve_model_ready_view,
+                False,
+            ),
+            (
+                "/v2/models/<model>/versions/<version>/ready",
+                "kserve_model_ready",
+                True,
+                kserve_model_ready_view,
+                False,
+            ),
+            ("/v2/models/<model>/infer", "kserve_infer", False, kserve_infer_view, False),
+            (
+                "/v2/models/<model>/versions/<version>/infer",
+                "kserve_infer",
+                False,
+                kserve_infer_view,
+                False,
+            ),
+        )
+    ),
+    Route(
+        "/detectors", "doods_detectors", ("GET",), doods_detectors_view, error_body=doods.error_body
+    ),
+    Route("/detect", "doods_detect", ("POST",), doods_detect_view, error_body=doods.error_body),
     Route("/openapi.json", "openapi", ("GET",), openapi_view, public=True),
     Route("/healthz", "healthz", ("GET",), healthz_view, public=True),
     # The web UI: the page needs no token; everything it shows does.
@@ -280,7 +390,27 @@ ROUTES: tuple[Route, ...] = (
 ROUTE_BY_ENDPOINT: Mapping[str, Route] = {route.endpoint: route for route in reversed(ROUTES)}
 
 
+def legacy_model_converter(routes: tuple[Route, ...]) -> type[BaseConverter]:
+    """The `<model>` of Roboflow's `/<model>/<version>`: any segment but the first segment of
+    another route, so that `POST /v1/models` stays a 405 and `/model/x` a 404, rather than
+    a legacy call for a model named `v1` or `model`."""
+    reserved = sorted(
+        {
+            route.rule.strip("/").split("/")[0]
+            for route in routes
+            if route.rule.strip("/") and not route.rule.strip("/").startswith("<")
+        }
+    )
+    pattern = "(?!(?:" + "|".join(re.escape(word) for word in reserved) + ")(?![^/]))[^/]+"
+
+    class LegacyModelConverter(BaseConverter):
+        regex = pattern
+
+    return LegacyModelConverter
+
+
 def _register_routes(app: Flask) -> None:
+    app.url_map.converters["legacy_model"] = legacy_model_converter(ROUTES)
     for route in ROUTES:
         app.add_url_rule(route.rule, route.endpoint, route.view, methods=list(route.methods))
 
@@ -303,13 +433,33 @@ def _buffer_chunked_body(max_bytes: int) -> None:
     environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
+def _body_fields(route: Route, max_bytes: int) -> Mapping[str, Any] | None:
+    """The body's fields, for a route whose clients may send the token in one: the form, or
+    the members of a JSON object. A JSON body is read here and put back for the view."""
+    if route.key_body_field is None:
+        return None
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return request.form
+    if not is_json_mimetype(request.mimetype):
+        return None
+    environ = request.environ
+    body = read_body(environ["wsgi.input"], request.content_length, max_bytes)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # the view answers the bad JSON; without a token it is a 401 first
+    return payload if isinstance(payload, dict) else None
+
+
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        state = _state()
+        state = service_state()
         if (request.content_length or 0) > state.config.max_body_bytes:
             raise PayloadTooLarge(
                 f"request body is larger than the limit of {state.config.max_body_bytes} bytes"
@@ -321,9 +471,17 @@ def _register_hooks(app: Flask) -> None:
         if state.config.auth_disabled:
             g.owner = DEFAULT_OWNER
             return
-        token = presented_token(dict(request.headers), request.args)
-        if token is None and route.key_form_field is not None:
-            token = request.form.get(route.key_form_field)
+        fields = _body_fields(route, state.config.max_body_bytes)
+        token = presented_token(dict(request.headers), request.args, fields, route.key_body_field)
+        if token is None and route.family in state.config.open_routes:
+            client = client_address(
+                request.remote_addr,
+                request.headers.get("X-Forwarded-For"),
+                state.config.trusted_proxies,
+            )
+            if open_route_allowed(client, state.config.open_routes_networks):
+                g.owner = OPEN_ROUTES_OWNER
+                return
         # Whose request this is: what an owner stores (the image repository) is theirs alone.
         g.owner = check_token(token, state.config.credentials)
 
@@ -386,6 +544,21 @@ def _register_error_handlers(app: Flask) -> None:
         return handle_api_error(ApiError("internal error; the request id is in X-Request-Id"))
 
 
+def _log_open_routes(config: ServiceConfig) -> None:
+    if not config.open_routes:
+        return
+    networks = ", ".join(str(n) for n in config.open_routes_networks) or "every address"
+    proxies = ", ".join(str(n) for n in config.trusted_proxies) or "none"
+    logger.warning(
+        "OPEN_ROUTES=%s: these routes answer callers WITHOUT a token from %s (trusted proxies: "
+        "%s). Anyone who can reach this port from there can run detections and use its CPU; "
+        "limit OPEN_ROUTES_NETWORKS to your cameras' network",
+        ",".join(sorted(config.open_routes)),
+        networks,
+        proxies,
+    )
+
+
 def create_app(
     config: ServiceConfig | None = None,
     detector: DetectorLike | ModelRegistry | None = None,
@@ -412,7 +585,14 @@ def create_app(
     # the body limit is the one that matters, for every input form alike.
     app.config["MAX_FORM_MEMORY_SIZE"] = config.max_body_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    app.extensions["detection_service"] = ServiceState(config=config, registry=registry)
+    server_name = socket.gethostname() or "localhost"
+    app.extensions["detection_service"] = ServiceState(
+        config=config,
+        registry=registry,
+        server_name=server_name,
+        server_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, server_name)),
+    )
+    _log_open_routes(config)
     if repository is None and config.data_dir is not None:
         repository = Repository.open(config, registry)
     repository_routes.install(

@@ -8,9 +8,10 @@ The contract of a dialect module:
 - it imports the core (`utils_serve`, `registry`, `errors`, the detection types), never Flask,
   never cv2 (pictures go through `image_io` and `render`), never another dialect;
 - the composition root (`serve_http.py`) owns HTTP: its route table names, per route, the view
-  (a few lines that read the request and call the dialect) and the dialect's error renderer.
+  (a few lines that read the request and call the dialect; those of the other servers'
+  protocols are in `compat/routes.py`) and the dialect's error renderer.
 
-Adding a protocol is adding one module here and its lines in that route table.
+Adding a protocol is adding one module here, its views and its lines in that route table.
 
 Our own JSON (`native`) is Google's AnnotateImage request and response plus our extras: its
 route hands `google`'s batch parsing and rendering the native feature rule and extras, so that

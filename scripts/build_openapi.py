@@ -23,8 +23,9 @@ writes and checks the document. What comes from where:
   DEFAULT_MAX_IMAGE_PIXELS), `native.ACCEPTABLE` and `native.MAX_SIDE_RANGE`,
   `deepstack.DEFAULTS` and `deepstack.KEY_FIELD`.
 - prose and examples: the fragments. There is one per dialect module (openapi/native.json,
-  google.json, deepstack.json) and openapi/service.json for what belongs to none (the
-  document's info, security schemes, headers, the probes and the service-wide error envelope).
+  google.json, deepstack.json, roboflow.json, kserve.json, doods.json) and openapi/service.json
+  for what belongs to none (the document's info, security schemes, headers, the probes and the
+  service-wide error envelope).
   The layout follows `dialects/`: a fragment describes what its module parses and renders, so
   a change to a protocol touches its module and its fragment, and a new protocol is a module,
   its lines in the route table and one fragment. Each example is written once, in the

@@ -59,28 +59,35 @@ def find_npm() -> tuple[list[str], Path | None]:
     )
 
 
-def install(postman_dir: Path = POSTMAN_DIR) -> None:
+NEWMAN_JS = Path("node_modules") / "newman" / "bin" / "newman.js"
+
+
+def install(postman_dir: Path = POSTMAN_DIR, expected: Path = NEWMAN_JS) -> None:
+    """`npm ci` in `postman_dir`, then check that `expected` (relative to it) is there."""
     if not (postman_dir / "package-lock.json").is_file():
         raise InstallError(f"{postman_dir / 'package-lock.json'} is missing")
     npm, node_dir = find_npm()
     env = dict(os.environ)
     if node_dir is not None:
         env["PATH"] = f"{node_dir}{os.pathsep}{env.get('PATH', '')}"
-    print(f"installing newman in {postman_dir} with {' '.join(npm)}", flush=True)
+    print(f"installing {postman_dir / 'package.json'} with {' '.join(npm)}", flush=True)
     completed = subprocess.run([*npm, *NPM_CI], cwd=postman_dir, env=env, check=False)
     if completed.returncode != 0:
         raise InstallError(f"npm ci failed with exit status {completed.returncode}")
-    newman = postman_dir / "node_modules" / "newman" / "bin" / "newman.js"
-    if not newman.is_file():
-        raise InstallError(f"npm ci finished but {newman} is missing")
+    installed = postman_dir / expected
+    if not installed.is_file():
+        raise InstallError(f"npm ci finished but {installed} is missing")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--dir", type=Path, default=POSTMAN_DIR, help="folder of package.json")
+    parser.add_argument(
+        "--expect", type=Path, default=NEWMAN_JS, help="a file the install must leave, in --dir"
+    )
     args = parser.parse_args(argv)
     try:
-        install(args.dir)
+        install(args.dir, args.expect)
     except InstallError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -44,7 +44,7 @@ import serve_http
 import utils_serve
 from config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGES, ServiceConfig
 from detection_types import DetectionParams
-from dialects import deepstack, google
+from dialects import deepstack, doods, google, kserve, roboflow
 from tests.helpers import REPO_ROOT, FakeDetector
 from tests.live_server import live_gunicorn
 
@@ -273,6 +273,21 @@ def test_served_document_is_this_file(config: ServiceConfig) -> None:
 
 # ----------------------------------------------------------- the builder used the code's tables
 
+# Each dialect's error body and the schema its error responses have (else Google's envelope).
+ERROR_SCHEMAS: dict[Callable[[errors.ApiError], dict[str, Any]], str] = {
+    deepstack.error_body: "DeepStackError",
+    roboflow.error_body: "RoboflowError",
+    kserve.error_body: "KServeError",
+    doods.error_body: "DoodsError",
+}
+# Non-2xx answers that are a state, not an error: KServe's readiness says `ready: false`.
+STATE_ANSWERS = frozenset(
+    {
+        ("/v2/health/ready", "503"),
+        ("/v2/models/{model}/ready", "503"),
+        ("/v2/models/{model}/versions/{version}/ready", "503"),
+    }
+)
 ROUTE_CASES = [
     pytest.param(route, id=f"{route.methods[0]} {route.rule}") for route in serve_http.ROUTES
 ]
@@ -288,9 +303,9 @@ def test_each_operation_has_its_routes_security_and_error_shape(route: serve_htt
     else:
         assert "security" not in operation  # the document's: any one of the token schemes
         assert "401" in operation["responses"]
-    shape = "DeepStackError" if route.error_body is deepstack.error_body else "ErrorEnvelope"
+    shape = ERROR_SCHEMAS.get(route.error_body, "ErrorEnvelope")
     for status, response in operation["responses"].items():
-        if not status.startswith("2"):
+        if not status.startswith("2") and (path, status) not in STATE_ANSWERS:
             schema = resolve(response)["content"]["application/json"]["schema"]
             assert schema == {"$ref": f"#/components/schemas/{shape}"}, status
 
@@ -637,6 +652,21 @@ def _register_schemathesis_hooks() -> None:  # pragma: no cover - runs in the CL
         ("multipart/form-data", {"image": jpeg, "min_confidence": "0.2"}, {}, {}),
     ]
 
+    image_object = {"type": "base64", "value": b64}
+    roboflow_cases: list[tuple[str, Any, dict[str, Any], dict[str, str]]] = [
+        ("application/json", {"model_id": "yolox_nano/1", "image": image_object}, {}, {}),
+        (
+            "application/json",
+            {"model_id": "yolox_nano", "image": [image_object, image_object], "confidence": 0.2},
+            {},
+            {},
+        ),
+    ]
+    v2_image = {"name": "IMAGE", "shape": [1], "datatype": "BYTES", "data": [b64]}
+    kserve_cases: list[tuple[str, Any, dict[str, Any], dict[str, str]]] = [
+        ("application/json", {"inputs": [v2_image], "parameters": {"score_th": 0.2}}, {}, {}),
+    ]
+
     @schemathesis.hook
     def before_add_examples(context: HookContext, examples: list[Case[Any]]) -> None:
         operation = context.operation
@@ -644,9 +674,25 @@ def _register_schemathesis_hooks() -> None:  # pragma: no cover - runs in the CL
             return
         cases = {"/": detect_cases, "/v1/detect": detect_cases}
         cases["/v1/vision/detection"] = deepstack_cases
+        cases["/v1/vision/custom/{model}"] = deepstack_cases
+        cases["/infer/object_detection"] = roboflow_cases
+        cases["/detect"] = [("application/json", {"data": b64, "detect": {"*": 20}}, {}, {})]
+        cases["/v2/models/{model}/infer"] = kserve_cases
+        cases["/v2/models/{model}/versions/{version}/infer"] = kserve_cases
+        path_parameters = {
+            name: value
+            for name, value in (("model", "yolox_nano"), ("version", "1"))
+            if "{" + name + "}" in operation.path
+        }
         for media_type, body, query, headers in cases.get(operation.path, []):
             examples.append(
-                operation.Case(media_type=media_type, body=body, query=query, headers=headers)
+                operation.Case(
+                    media_type=media_type,
+                    body=body,
+                    query=query,
+                    headers=headers,
+                    path_parameters=path_parameters or None,
+                )
             )
 
 

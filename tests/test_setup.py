@@ -302,11 +302,16 @@ REQUIREMENT_LOCKS = [
     pytest.param(
         "benchmarks/peers/requirements.txt", "benchmarks/peers/requirements.lock", id="peers"
     ),
+    # The third-party clients of tests/test_clients_e2e.py, in .venv-clients.
+    pytest.param(
+        "tests/clients/requirements.txt", "tests/clients/requirements.lock", id="third-party"
+    ),
 ]
 LOCKS = [
     pytest.param("requirements.lock", id="runtime"),
     pytest.param("requirements-dev.lock", id="dev"),
     pytest.param("benchmarks/peers/requirements.lock", id="peers"),
+    pytest.param("tests/clients/requirements.lock", id="third-party"),
 ]
 _PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 
@@ -360,7 +365,7 @@ def test_every_requirements_file_has_a_lock() -> None:
     found = {
         str(path.relative_to(REPO_ROOT))
         for path in REPO_ROOT.rglob("requirements*.txt")
-        if not {".venv", "node_modules"} & set(path.parts)
+        if not {".venv", ".venv-clients", "node_modules"} & set(path.parts)
     }
     assert found == {row.values[0] for row in REQUIREMENT_LOCKS}
 

@@ -18,6 +18,9 @@ FRAGMENTS = (
     "native.json",
     "google.json",
     "deepstack.json",
+    "roboflow.json",
+    "kserve.json",
+    "doods.json",
     "repository.json",
     "ui.json",
 )

@@ -11,7 +11,7 @@ import errors
 import serve_http
 import utils_serve
 from detection_types import DetectionParams
-from dialects import deepstack, google, native
+from dialects import deepstack, google, native, roboflow
 
 from .common import BuildError, Json, codes_list, number, openapi_path
 
@@ -88,6 +88,10 @@ def placeholders() -> dict[str, Json]:
         "public_paths": public_paths(),
         "deepstack_key_field": deepstack.KEY_FIELD,
         "deepstack_score_threshold": deepstack.DEFAULTS.score_threshold,
+        "deepstack_max_predictions": config.DEFAULT_DEEPSTACK_MAX_PREDICTIONS,
+        "roboflow_confidence": roboflow.DEFAULTS.score_threshold,
+        "roboflow_iou": roboflow.DEFAULTS.nms_iou_threshold,
+        "roboflow_max_detections": roboflow.DEFAULTS.max_results,
         "score_threshold_low": number(parameter("score_threshold").low),
         "score_threshold_high": number(parameter("score_threshold").high),
         "score_threshold_default": defaults.score_threshold,

@@ -1,0 +1,199 @@
+"""Views of the other detection servers' protocols: each reads the request and hands plain
+values to its protocol's module in `dialects/` (DeepStack / CodeProject.AI, Roboflow, KServe V2,
+DOODS), then answers what that module renders. `serve_http.ROUTES` names them; errors raised
+here are answered by the one error handler, in the shape of the route's protocol.
+
+It also holds what every view of the service shares: the worker's state, the request body and
+the JSON answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Response, current_app, g, request
+
+from config import SERVICE_VERSION
+from dialects import deepstack, doods, google, kserve, roboflow
+from errors import BadRequest, UnsupportedMediaType
+from registry import ServiceState
+from utils_serve import detect_one, is_integer_text, parse_json_body, read_body, run_tasks
+
+# --- What every view shares
+
+
+def service_state() -> ServiceState:
+    state: ServiceState = current_app.extensions["detection_service"]
+    return state
+
+
+def request_body() -> bytes:
+    return read_body(request.stream, request.content_length, service_state().config.max_body_bytes)
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """A JSON answer; its body is one bytes object, so it goes out with a Content-Length
+    (never chunked), which DeepStack's and Triton's clients rely on."""
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return Response(body, status=status, mimetype="application/json")
+
+
+# --- DeepStack / CodeProject.AI
+
+
+def deepstack_facts(state: ServiceState) -> deepstack.ServerFacts:
+    started = g.get("started") or time.perf_counter()
+    return deepstack.ServerFacts(
+        processed_by=state.server_name,
+        request_id=g.get("request_id") or "",
+        round_trip_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def deepstack_detection_view(model: str | None = None) -> Response:
+    """DeepStack / CodeProject.AI object detection, with the default or a named model."""
+    state = service_state()
+    if model is not None:
+        state.registry.resolve(model)
+    deepstack.require_form(request.mimetype)
+    task = deepstack.parse_task(request.files, request.form, request.args, state.registry, model)
+    _, result = detect_one(task, state.registry, state.config.max_image_pixels)
+    info = state.registry.detector(task.model).info
+    command = "detect" if model is None else "custom"
+    limit = state.config.deepstack_max_predictions
+    return json_response(deepstack.response(result, info, limit, deepstack_facts(state), command))
+
+
+def deepstack_custom_list_view() -> Response:
+    state = service_state()
+    return json_response(deepstack.custom_list(state.registry, deepstack_facts(state)))
+
+
+def deepstack_listmodels_view() -> Response:
+    return json_response(deepstack.list_models(service_state().registry))
+
+
+def deepstack_ping_view() -> Response:
+    return json_response(deepstack.ping())
+
+
+# --- Roboflow
+
+
+def roboflow_info_view() -> Response:
+    return json_response(roboflow.server_info(SERVICE_VERSION, service_state().server_id))
+
+
+def roboflow_registry_view() -> Response:
+    state = service_state()
+    return json_response(
+        roboflow.registry_listing(state.registry, state.config.max_images_per_request)
+    )
+
+
+def roboflow_add_view() -> Response:
+    state = service_state()
+    model_id = roboflow.model_to_add(parse_json_body(request_body()), state.registry)
+    limit = state.config.max_images_per_request
+    return json_response(roboflow.registry_listing(state.registry, limit, also=model_id))
+
+
+def roboflow_infer_view() -> Response:
+    state = service_state()
+    google.require_json(request.mimetype)
+    limit, max_pixels = state.config.max_images_per_request, state.config.max_image_pixels
+    tasks, is_list, visualize = roboflow.parse_infer(
+        parse_json_body(request_body()), state.registry, limit
+    )
+    answers = [roboflow.answer(task, state.registry, max_pixels, visualize) for task in tasks]
+    return json_response(answers if is_list else answers[0])
+
+
+def roboflow_legacy_view(model: str, model_version: str) -> Response:
+    """Roboflow's v0 `/<project>/<version>`: a base64 body whatever its Content-Type."""
+    state = service_state()
+    state.registry.resolve(model)
+    if not is_integer_text(model_version):
+        # Any text in the rule, so that a bad version is answered in Roboflow's shape.
+        raise BadRequest(f"the model version must be a number, got {model_version[:20]!r}")
+    is_multipart = request.mimetype == "multipart/form-data"
+    body = b"" if is_multipart else request_body()
+    task, want_picture = roboflow.parse_legacy(
+        model, body, request.files, request.args, state.registry
+    )
+    max_pixels = state.config.max_image_pixels
+    if want_picture:
+        picture = roboflow.legacy_picture(task, state.registry, max_pixels)
+        return Response(picture, mimetype="image/jpeg")
+    return json_response(roboflow.answer(task, state.registry, max_pixels, visualize=False))
+
+
+# --- KServe V2 / Open Inference Protocol
+
+
+def kserve_live_view() -> Response:
+    return json_response(kserve.live())
+
+
+def kserve_ready_view() -> Response:
+    registry = service_state().registry
+    return json_response(kserve.ready(registry), 200 if registry.ready else 503)
+
+
+def kserve_server_metadata_view() -> Response:
+    return json_response(kserve.server_metadata(SERVICE_VERSION))
+
+
+def kserve_model_metadata_view(model: str, version: str | None = None) -> Response:
+    registry = service_state().registry
+    name = kserve.resolve_model(model, version, registry)
+    return json_response(kserve.model_metadata(registry.detector(name).info))
+
+
+def kserve_model_ready_view(model: str, version: str | None = None) -> Response:
+    registry = service_state().registry
+    detector = registry.detector(kserve.resolve_model(model, version, registry))
+    return json_response(
+        kserve.model_ready(detector.info, detector.ready), 200 if detector.ready else 503
+    )
+
+
+def kserve_infer_view(model: str, version: str | None = None) -> Response:
+    """V2 inference; the body is JSON, or JSON then binary data (Triton's extension). The
+    Content-Type is not looked at: tritonclient sends none."""
+    state = service_state()
+    name = kserve.resolve_model(model, version, state.registry)
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise UnsupportedMediaType("compressed request bodies are not supported: send them plain")
+    parsed = kserve.parse_infer(
+        request_body(),
+        request.headers.get(kserve.HEADER_LENGTH),
+        name,
+        state.registry,
+        state.config.max_images_per_request,
+    )
+    outcomes = run_tasks(parsed.tasks, state.registry, state.config.max_image_pixels)
+    encoded = kserve.infer_response(parsed, outcomes, state.registry)
+    if encoded.header_length is None:
+        return Response(encoded.body, mimetype="application/json")
+    response = Response(encoded.body, mimetype="application/octet-stream")
+    response.headers[kserve.HEADER_LENGTH] = str(encoded.header_length)
+    return response
+
+
+# --- DOODS
+
+
+def doods_detectors_view() -> Response:
+    return json_response(doods.detectors(service_state().registry))
+
+
+def doods_detect_view() -> Response:
+    state = service_state()
+    google.require_json(request.mimetype)
+    parsed = doods.parse_detect(parse_json_body(request_body()), state.registry)
+    _, result = detect_one(parsed.task, state.registry, state.config.max_image_pixels)
+    info = state.registry.detector(parsed.task.model).info
+    return json_response(doods.response(parsed, result, info))
