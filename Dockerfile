@@ -80,7 +80,7 @@ COPY auth.py \
 COPY dialects/ dialects/
 COPY compat/ compat/
 COPY repository/ repository/
-# The web UI's static files, served at /ui/ (serve_http.UI_FILES names each one).
+# The web UI: ui/routes.py and the static files it serves at /ui/ (its UI_FILES).
 COPY ui/ ui/
 
 # The image repository keeps its files (and its SQLite database, unless REPO_DB_URL names a

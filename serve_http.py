@@ -66,6 +66,7 @@ from errors import (
 from registry import DetectorLike, ModelRegistry, ServiceState, load_registry
 from repository import routes as repository_routes
 from repository.service import Repository
+from ui import routes as ui_routes
 from utils_serve import (
     ImageTask,
     input_kind,
@@ -80,38 +81,6 @@ from utils_serve import (
 logger = logging.getLogger("detection_service")
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
-UI_DIR = Path(__file__).resolve().parent / "ui"
-# The web UI (docs/ui.md): the only files served under /ui/, by name, each with its type. A
-# name that is not a key here (`..`, a path, a file not listed) is a 404; nothing is joined
-# to UI_DIR but these names. tests/test_ui.py checks that this is exactly what ui/ holds.
-UI_FILES: Mapping[str, str] = {
-    "index.html": "text/html",
-    "style.css": "text/css",
-    "icon.svg": "image/svg+xml",
-    "app.js": "text/javascript",
-    "api.js": "text/javascript",
-    "dom.js": "text/javascript",
-    "boxes.js": "text/javascript",
-    "token.js": "text/javascript",
-    "tryit.js": "text/javascript",
-    "repository.js": "text/javascript",
-    "photo.js": "text/javascript",
-}
-# The page's own files and the API only: no inline script or style, no eval, no plugins, no
-# framing; pictures also from blob: URLs (photos the page fetched with the token) and data:.
-UI_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-UI_HEADERS: Mapping[str, str] = {
-    "Content-Security-Policy": UI_CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    # Revalidated on every load (ETag): a new release is seen at once.
-    "Cache-Control": "no-cache",
-}
 # Multipart bodies: at most this many parts (16 images and their fields fit many times over).
 MAX_FORM_PARTS = 256
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -183,19 +152,6 @@ def google_annotate_view(project: str | None = None, location: str | None = None
 
 def openapi_view() -> Response:
     return Response(OPENAPI_PATH.read_bytes(), mimetype="application/json")
-
-
-def ui_view(filename: str = "index.html") -> Response:
-    """The web UI's static files: public (the page asks for the token; every call it makes
-    needs one), served from the fixed list UI_FILES with strict security headers."""
-    mimetype = UI_FILES.get(filename)
-    if mimetype is None:
-        raise NotFound(f"no file {filename[:80]!r} in the UI; open /ui/")
-    response = Response((UI_DIR / filename).read_bytes(), mimetype=mimetype)
-    response.headers.update(UI_HEADERS)
-    response.add_etag()
-    response.make_conditional(request)
-    return response
 
 
 def healthz_view() -> Response:
@@ -375,9 +331,11 @@ ROUTES: tuple[Route, ...] = (
     Route("/detect", "doods_detect", ("POST",), doods_detect_view, error_body=doods.error_body),
     Route("/openapi.json", "openapi", ("GET",), openapi_view, public=True),
     Route("/healthz", "healthz", ("GET",), healthz_view, public=True),
-    # The web UI: the page needs no token; everything it shows does.
-    Route("/ui/", "ui", ("GET",), ui_view, public=True),
-    Route("/ui/<filename>", "ui_file", ("GET",), ui_view, public=True),
+    # The web UI (ui/routes.py): the page needs no token; everything it shows does.
+    *(
+        Route(rule, endpoint, methods, view, public=True)
+        for rule, endpoint, methods, view in ui_routes.ROUTES
+    ),
     Route("/readyz", "readyz", ("GET",), readyz_view, public=True),
     Route("/v1/models", "models", ("GET",), models_view),
     Route("/v1/models/<name>", "model", ("GET",), model_view),

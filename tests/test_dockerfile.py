@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-import serve_http
 from tests.helpers import REPO_ROOT
+from ui import routes as ui_routes
 
 # What the image runs: the WSGI app (gunicorn.conf.py names serve_http), the gunicorn config,
 # and the scripts the config (reload check) and the build (model fetch) run.
@@ -28,12 +28,16 @@ ENTRY_POINTS = ("serve_http.py", "gunicorn.conf.py", "scripts/check_models.py")
 
 
 # Read at run time, not imported: the gunicorn config, the OpenAPI document and every file of
-# the web UI (serve_http.UI_FILES, served from ui/ by name).
+# the web UI (ui/routes.py: UI_FILES, served from ui/static/ by name).
 def runtime_files(ui_files: Iterable[str]) -> tuple[str, ...]:
-    return ("gunicorn.conf.py", "openapi.json", *(f"ui/{name}" for name in sorted(ui_files)))
+    return (
+        "gunicorn.conf.py",
+        "openapi.json",
+        *(f"ui/static/{name}" for name in sorted(ui_files)),
+    )
 
 
-RUNTIME_FILES = runtime_files(serve_http.UI_FILES)
+RUNTIME_FILES = runtime_files(ui_routes.UI_FILES)
 
 
 @dataclass(frozen=True)
@@ -180,8 +184,8 @@ _SERVICE = {
     "gunicorn.conf.py": "import os\n",
     "scripts/check_models.py": "import sys\nfrom core import run\n",
     "openapi.json": "{}",
-    "ui/index.html": "<!doctype html>",
-    "ui/app.js": "",
+    "ui/static/index.html": "<!doctype html>",
+    "ui/static/app.js": "",
 }
 _COPY_ALL = (
     "FROM python:3.11-slim\nWORKDIR /app\nCOPY scripts/ scripts/\n"
@@ -229,10 +233,10 @@ _RUNTIME = runtime_files(["index.html", "app.js"])
             # The UI's files are served at run time: without ui/ in the image, /ui/ is a 500.
             _COPY_ALL.replace("COPY ui/ ui/\n", ""),
             "",
-            ["ui/app.js", "ui/index.html"],
+            ["ui/static/app.js", "ui/static/index.html"],
             id="ui-not-copied",
         ),
-        pytest.param(_COPY_ALL, "ui/*.js\n", ["ui/app.js"], id="ui-file-ignored"),
+        pytest.param(_COPY_ALL, "ui/static/*.js\n", ["ui/static/app.js"], id="ui-file-ignored"),
         pytest.param(
             # Copied into an earlier stage only, or from another stage: not in the image.
             _COPY_ALL + "FROM python:3.11-slim\nWORKDIR /app\nCOPY --from=0 /app /app\n",

@@ -27,6 +27,7 @@ from tests.helpers import REPO_ROOT, run_python
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("run the service", ("gunicorn.conf",)),
     ("composition root", ("serve_http",)),
+    ("the web UI's files", ("ui", "ui.*")),
     ("views of other servers' protocols", ("compat", "compat.*")),
     ("protocols", ("dialects", "dialects.*")),
     ("tokens and pictures", ("auth", "render")),

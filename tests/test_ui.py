@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-import serve_http
 from tests.helpers import AUTH, REPO_ROOT
+from ui import routes as ui_routes
 
-UI_DIR = REPO_ROOT / "ui"
-SCRIPTS = sorted(name for name, kind in serve_http.UI_FILES.items() if kind == "text/javascript")
+UI_DIR = REPO_ROOT / "ui" / "static"
+SCRIPTS = sorted(name for name, kind in ui_routes.UI_FILES.items() if kind == "text/javascript")
 # What each header must say on every UI file.
 REQUIRED_CSP = (
     "default-src 'self'",
@@ -30,9 +30,9 @@ REQUIRED_CSP = (
 
 
 def test_ui_files_are_exactly_the_files_in_ui() -> None:
-    # A file added to ui/ but not to the list is never served; one listed but missing is a 500.
+    # A file added to ui/static/ but not to the list is never served; one listed but missing is a 500.
     on_disk = sorted(p.name for p in UI_DIR.iterdir() if p.is_file())
-    assert sorted(serve_http.UI_FILES) == on_disk
+    assert sorted(ui_routes.UI_FILES) == on_disk
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_ui_files_are_exactly_the_files_in_ui() -> None:
         pytest.param("/ui/", "index.html", "text/html", id="page"),
         *(
             pytest.param(f"/ui/{name}", name, kind, id=name)
-            for name, kind in serve_http.UI_FILES.items()
+            for name, kind in ui_routes.UI_FILES.items()
         ),
     ],
 )
@@ -110,7 +110,7 @@ def test_the_api_still_needs_the_token(client: FlaskClient) -> None:
 # --- the sources --------------------------------------------------------------------------------
 
 # Ways to turn a string into markup or code; user data (file names, labels, EXIF) only ever
-# becomes text nodes (ui/dom.js).
+# becomes text nodes (ui/static/dom.js).
 FORBIDDEN_SINKS = (
     "innerHTML",
     "outerHTML",
@@ -138,7 +138,7 @@ def test_scripts_import_only_modules_of_the_ui(name: str) -> None:
     source = (UI_DIR / name).read_text(encoding="utf-8")
     imported = re.findall(r"^import .*? from '([^']+)';", source, flags=re.MULTILINE | re.DOTALL)
     assert all(
-        target.startswith("./") and target[2:] in serve_http.UI_FILES for target in imported
+        target.startswith("./") and target[2:] in ui_routes.UI_FILES for target in imported
     ), imported
     assert "http://" not in source
     assert "https://" not in source
@@ -188,7 +188,7 @@ def test_page_has_no_inline_script_style_or_handler() -> None:
     assert parts.style_attributes == 0
     assert parts.handlers == []
     # Every file the page loads is one the service serves.
-    assert all(reference in serve_http.UI_FILES for reference in parts.references), parts.references
+    assert all(reference in ui_routes.UI_FILES for reference in parts.references), parts.references
 
 
 def test_docs_show_a_screenshot_of_each_screen() -> None:

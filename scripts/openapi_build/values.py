@@ -12,6 +12,7 @@ import serve_http
 import utils_serve
 from detection_types import DetectionParams
 from dialects import deepstack, google, native, roboflow
+from ui import routes as ui_routes
 
 from .common import BuildError, Json, codes_list, number, openapi_path
 
@@ -95,7 +96,7 @@ def placeholders() -> dict[str, Json]:
         "score_threshold_low": number(parameter("score_threshold").low),
         "score_threshold_high": number(parameter("score_threshold").high),
         "score_threshold_default": defaults.score_threshold,
-        "ui_files": sorted(serve_http.UI_FILES),
+        "ui_files": sorted(ui_routes.UI_FILES),
     }
 
 
