@@ -30,7 +30,8 @@ REQUIRED_CSP = (
 
 
 def test_ui_files_are_exactly_the_files_in_ui() -> None:
-    # A file added to ui/static/ but not to the list is never served; one listed but missing is a 500.
+    # A file added to ui/static/ but not to the list is never served; one listed but missing
+    # is a 500.
     on_disk = sorted(p.name for p in UI_DIR.iterdir() if p.is_file())
     assert sorted(ui_routes.UI_FILES) == on_disk
 
