@@ -18,6 +18,7 @@ Waits are for states of the page (an element, a count, a text), never for a time
 from __future__ import annotations
 
 import io
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +189,15 @@ def test_token_is_asked_for_and_a_wrong_one_shows_the_apis_message(
     # Kept for this tab: a reload asks no more.
     browser_page.reload()
     expect(browser_page.locator("#try-model option")).not_to_have_count(0)
+    expect(dialog).to_be_hidden()
+    # A token the service no longer takes: the first call's 401 brings the prompt back, with
+    # the API's message.
+    browser_page.evaluate("() => sessionStorage.setItem('detection-service-token', 'revoked')")
+    browser_page.reload()
+    expect(dialog).to_be_visible()
+    expect(browser_page.locator("#token-error")).to_have_text(message)
+    browser_page.fill("#token-input", TOKEN)
+    browser_page.keyboard.press("Enter")
     expect(dialog).to_be_hidden()
     # Forgotten: asked again.
     browser_page.click("#token-forget")
@@ -374,6 +384,17 @@ def test_repository_upload_filter_open_and_delete(page: Watched, server: LiveSer
     expect(browser_page.locator("#photo-detections tbody tr[data-label='bus']")).to_have_count(1)
     expect(browser_page.locator("#photo-facts dt", has_text="Size")).to_have_count(1)
     save_screenshot(browser_page, "photo.png")
+
+    # Detect again (the default model): the same boxes come back, and it says so.
+    browser_page.click("#photo-redetect button[type='submit']")
+    expect(browser_page.locator("#photo-status")).to_have_text(re.compile("^Detected again with"))
+    expect(browser_page.locator("#photo-stage .box")).to_have_count(count)
+    # Download: the original's bytes under its original name.
+    with browser_page.expect_download() as download_info:
+        browser_page.click("#photo-download")
+    download = download_info.value
+    assert download.suggested_filename == "bus.jpg"
+    assert Path(download.path()).read_bytes() == bus.read_bytes()
 
     # Delete it, after the confirmation: back on the grid without it, and the API says 404.
     browser_page.click("#photo-delete")
