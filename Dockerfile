@@ -63,18 +63,22 @@ RUN --mount=type=bind,from=model-mirror,target=/mnt/model-mirror \
 # contents, not the folder, at the target.
 COPY auth.py \
     config.py \
+    cpu_quota.py \
     detection_types.py \
     errors.py \
     families.py \
     gunicorn.conf.py \
     image_header.py \
     image_io.py \
+    logs.py \
     manifests.py \
+    metrics.py \
     openapi.json \
     predict.py \
     registry.py \
     render.py \
     serve_http.py \
+    stages.py \
     utils_serve.py \
     ./
 COPY dialects/ dialects/

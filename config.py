@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cpu_quota import default_intra_op_threads, usable_cpus
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 # pyproject.toml's [project] version (a test checks that they agree); the protocols that report
 # a server version (Roboflow's /info, KServe's /v2) say this one.
@@ -26,6 +28,10 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # to OpenCV as its own decoding limit (a backstop behind the header check).
 MAX_IMAGE_PIXELS_CEILING = 1 << 28
 
+# LOG_FORMAT: `text` (one human-readable line per event) or `json` (one object per line).
+LOG_FORMATS = ("text", "json")
+# The gunicorn master serves the workers' metrics here (0: no metrics at all).
+DEFAULT_METRICS_PORT = 9102
 # The image repository: its files (and its SQLite database, unless REPO_DB_URL names another)
 # live under DATA_DIR, by default a git-ignored folder of the checkout.
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
@@ -89,6 +95,9 @@ class ServiceConfig:
     max_images_per_request: int = DEFAULT_MAX_IMAGES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     log_level: str = "INFO"
+    log_format: str = "text"
+    # 0 turns metrics off: nothing is recorded (the benchmark compares both).
+    metrics_port: int = DEFAULT_METRICS_PORT
     # The image repository (repository/). None: no repository (its routes answer 503); the
     # environment always names one (DATA_DIR, default DEFAULT_DATA_DIR).
     data_dir: Path | None = None
@@ -125,6 +134,7 @@ class ServiceConfig:
             ("MAX_BODY_BYTES", self.max_body_bytes, 1024, 1 << 31),
             ("MAX_IMAGES_PER_REQUEST", self.max_images_per_request, 1, 256),
             ("MAX_IMAGE_PIXELS", self.max_image_pixels, 1, MAX_IMAGE_PIXELS_CEILING),
+            ("METRICS_PORT", self.metrics_port, 0, 65535),
             ("REPO_BUSY_TIMEOUT_MS", self.repo_busy_timeout_ms, 0, 600_000),
             ("DEEPSTACK_MAX_PREDICTIONS", self.deepstack_max_predictions, 1, 1000),
         )
@@ -148,6 +158,7 @@ class ServiceConfig:
             raise ConfigError(
                 "OPEN_ROUTES_NETWORKS is set but OPEN_ROUTES is empty: it would have no effect"
             )
+        check_log_format(self.log_format)
         self._check_repository()
 
     def _check_repository(self) -> None:
@@ -208,6 +219,25 @@ def _networks(environ: Mapping[str, str], key: str) -> tuple[IpNetwork, ...]:
     return tuple(networks)
 
 
+def check_log_format(value: str) -> str:
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={value!r}: use {' or '.join(LOG_FORMATS)}")
+    return value
+
+
+def log_format(environ: Mapping[str, str]) -> str:
+    """LOG_FORMAT, checked (gunicorn's logger class reads it too, before the app exists)."""
+    return check_log_format(environ.get("LOG_FORMAT", "").strip().lower() or "text")
+
+
+def _intra_op_default(environ: Mapping[str, str]) -> int:
+    """The usable CPUs (cgroup quota, else CPU set) shared among gunicorn's workers."""
+    try:
+        return default_intra_op_threads(environ, usable_cpus())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def load_config(environ: Mapping[str, str]) -> ServiceConfig:
     """Build the configuration from environment variables (see the README's table)."""
     tokens = tuple(t.strip() for t in environ.get("API_TOKENS", "").split(",") if t.strip())
@@ -219,11 +249,17 @@ def load_config(environ: Mapping[str, str]) -> ServiceConfig:
         models_dir=Path(models_dir) if models_dir else PROJECT_ROOT / "models",
         model_name=environ.get("MODEL_NAME", "").strip() or "yolox_nano",
         models=tuple(m.strip() for m in environ.get("MODELS", "").split(",") if m.strip()),
-        intra_op_threads=_int(environ, "INTRA_OP_THREADS", 1),
+        intra_op_threads=(
+            _int(environ, "INTRA_OP_THREADS", 1)
+            if environ.get("INTRA_OP_THREADS", "").strip()
+            else _intra_op_default(environ)
+        ),
         max_body_bytes=_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_images_per_request=_int(environ, "MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES),
         max_image_pixels=_int(environ, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
         log_level=environ.get("LOG_LEVEL", "").strip().upper() or "INFO",
+        log_format=log_format(environ),
+        metrics_port=_int(environ, "METRICS_PORT", DEFAULT_METRICS_PORT),
         data_dir=Path(data_dir) if data_dir else DEFAULT_DATA_DIR,
         repo_db_url=environ.get("REPO_DB_URL", "").strip() or None,
         gps_policy=environ.get("GPS_POLICY", "").strip().lower() or "store",

@@ -16,6 +16,7 @@ from config import MAX_IMAGE_PIXELS_CEILING
 from detection_types import ImageArray, ImageDecodeError
 from errors import ImageTooLarge, InvalidImage
 from image_header import ImageHeaderError, read_image_header
+from stages import timed
 
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS_CEILING))
 
@@ -77,7 +78,8 @@ def load_image(data: bytes, max_pixels: int) -> ImageArray:
             f"the limit is {max_pixels}"
         )
     try:
-        return decode_image(data)
+        with timed("decode"):
+            return decode_image(data)
     except ImageDecodeError as exc:
         raise InvalidImage(str(exc)) from None
 
@@ -114,7 +116,8 @@ def encode_image(
     else:
         raise ValueError(f"unknown output format {fmt!r}; known: {', '.join(MIME_TYPES)}")
     try:
-        ok, buffer = cv2.imencode(extension, image, params)
+        with timed("serialize"):
+            ok, buffer = cv2.imencode(extension, image, params)
     except cv2.error as exc:
         raise ImageEncodeError(f"the image could not be encoded as {fmt}") from exc
     if not ok:

@@ -8,7 +8,8 @@ Tests inject their own detectors (anything with `info`, `ready` and `detect`);
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,22 +74,14 @@ class ModelRegistry:
         return self.detectors[name]
 
 
-@dataclass(frozen=True)
-class ServiceState:
-    """What one worker serves: its configuration, its models, and who it is (CodeProject.AI's
-    `processedBy`, and a stable id of it for Roboflow's `/info`)."""
-
-    config: ServiceConfig
-    registry: ModelRegistry
-    server_name: str = "localhost"
-    server_id: str = ""
-
-
-def load_registry(config: ServiceConfig) -> ModelRegistry:
+def load_registry(
+    config: ServiceConfig, on_loaded: Callable[[str, float], None] | None = None
+) -> ModelRegistry:
     """Load the configured models (all with weights present, by default), each once.
 
     A model named in MODELS must load; without MODELS, a manifest whose weights have not been
     fetched is skipped with a warning, so that `make run` serves the default model alone.
+    `on_loaded(name, seconds)` hears how long each model took to load and warm up (metrics).
     """
     available = discover_models(config.models_dir)
     names = list(config.models) or list(available)
@@ -102,7 +95,10 @@ def load_registry(config: ServiceConfig) -> ModelRegistry:
     for name in names:
         try:
             # Loaded from this one look at the folder, not a new one per model.
+            started = time.perf_counter()
             detectors[name] = load_discovered(available[name], config.intra_op_threads)
+            if on_loaded is not None:
+                on_loaded(name, time.perf_counter() - started)
         except ModelFileMissingError as exc:
             if config.models or name == config.model_name:
                 raise

@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -26,14 +25,17 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
+import stages
 from auth import check_token, client_address, open_route_allowed, presented_token
 from compat.routes import (
+    ServiceState,
     deepstack_custom_list_view,
     deepstack_detection_view,
     deepstack_listmodels_view,
     deepstack_ping_view,
     doods_detect_view,
     doods_detectors_view,
+    form_parsed,
     json_response,
     kserve_infer_view,
     kserve_live_view,
@@ -48,6 +50,7 @@ from compat.routes import (
     roboflow_legacy_view,
     roboflow_registry_view,
     service_state,
+    tasks_ran,
 )
 from config import DEFAULT_OWNER, OPEN_ROUTES_OWNER, ServiceConfig, load_config
 from detection_types import DetectionParams
@@ -63,9 +66,12 @@ from errors import (
     UnknownModel,
     UnsupportedMediaType,
 )
-from registry import DetectorLike, ModelRegistry, ServiceState, load_registry
+from logs import configure_service_logger, log_event, parse_traceparent, wsgi_path
+from metrics import Metrics, NullMetrics, ServiceMetrics
+from registry import DetectorLike, ModelRegistry, load_registry
 from repository import routes as repository_routes
 from repository.service import Repository
+from stages import timed
 from ui import routes as ui_routes
 from utils_serve import (
     ImageTask,
@@ -94,15 +100,6 @@ _HTTP_ERRORS: dict[int, type[ApiError]] = {
 }
 
 
-def configure_logging(level: str) -> None:
-    """One handler on the service's logger; gunicorn's own loggers are left alone."""
-    logger.setLevel(level)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
-
-
 # --- Views
 
 
@@ -119,6 +116,7 @@ def _native_tasks(state: ServiceState) -> list[ImageTask | ApiError]:
         return google.parse_batch(payload, limit, registry, defaults, google.first_feature)
     if kind == "raw":
         return task_from_raw(request_body(), request.args, registry, defaults)
+    form_parsed()
     return tasks_from_form(request.files, request.form, request.args, limit, registry, defaults)
 
 
@@ -128,14 +126,19 @@ def detect_view() -> Response:
     accepted = request.accept_mimetypes.best_match(native.ACCEPTABLE)
     output = native.requested_output(request.args, accepted)
     tasks = _native_tasks(state)
+    tasks_ran(tasks)
     max_pixels = state.config.max_image_pixels
     if output.kind != "json":
-        picture = native.annotated_picture(tasks, output, state.registry, max_pixels)
+        with timed("render"):
+            picture = native.annotated_picture(tasks, output, state.registry, max_pixels)
         response = Response(picture.data, mimetype=picture.mimetype)
         response.headers["X-Detection-Count"] = str(picture.detection_count)
         return response
     outcomes = run_tasks(tasks, state.registry, max_pixels)
-    return json_response(google.responses(outcomes, state.registry, native.extras))
+    tasks_ran([], outcomes)
+    with timed("render"):
+        payload = google.responses(outcomes, state.registry, native.extras)
+    return json_response(payload)
 
 
 def google_annotate_view(project: str | None = None, location: str | None = None) -> Response:
@@ -147,7 +150,10 @@ def google_annotate_view(project: str | None = None, location: str | None = None
         parse_json_body(request_body()), limit, state.registry, DetectionParams()
     )
     outcomes = run_tasks(tasks, state.registry, state.config.max_image_pixels)
-    return json_response(google.responses(outcomes, state.registry))
+    tasks_ran(tasks, outcomes)
+    with timed("render"):
+        payload = google.responses(outcomes, state.registry)
+    return json_response(payload)
 
 
 def openapi_view() -> Response:
@@ -385,7 +391,8 @@ def _buffer_chunked_body(max_bytes: int) -> None:
     environ = request.environ
     if request.content_length is not None or not environ.get("wsgi.input_terminated"):
         return
-    body = read_body(environ["wsgi.input"], None, max_bytes)
+    with timed("read_body"):
+        body = read_body(environ["wsgi.input"], None, max_bytes)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -397,11 +404,13 @@ def _body_fields(route: Route, max_bytes: int) -> Mapping[str, Any] | None:
     if route.key_body_field is None:
         return None
     if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form_parsed()
         return request.form
     if not is_json_mimetype(request.mimetype):
         return None
     environ = request.environ
-    body = read_body(environ["wsgi.input"], request.content_length, max_bytes)
+    with timed("read_body"):
+        body = read_body(environ["wsgi.input"], request.content_length, max_bytes)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     try:
@@ -415,9 +424,13 @@ def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
         g.started = time.perf_counter()
+        state = service_state()
+        # What the request does, for its log line and metrics; ended in end_request.
+        g.record, g.record_token = stages.begin()
+        state.metrics.request_started()
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        state = service_state()
+        g.trace = parse_traceparent(request.headers.get("traceparent"))
         if (request.content_length or 0) > state.config.max_body_bytes:
             raise PayloadTooLarge(
                 f"request body is larger than the limit of {state.config.max_body_bytes} bytes"
@@ -448,24 +461,53 @@ def _register_hooks(app: Flask) -> None:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers["X-Request-Id"] = request_id
         started = g.get("started")
-        latency_ms = (time.perf_counter() - started) * 1000 if started else 0.0
-        # The path only: a query string can hold the API key.
-        logger.info(
-            "request_id=%s method=%s path=%s status=%d latency_ms=%.1f",
-            request_id,
-            request.method,
-            request.path,
-            response.status_code,
-            latency_ms,
+        seconds = time.perf_counter() - started if started else 0.0
+        record: stages.RequestRecord | None = g.get("record")
+        # The route's template is a bounded label; the path is the caller's.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        service_state().metrics.request_finished(route, response.status_code, seconds, record)
+        trace = g.get("trace")
+        # The path only (the formatter escapes its bytes): a query string can hold the API key.
+        log_event(
+            logger,
+            logging.INFO,
+            "request",
+            request_id=request_id,
+            method=request.method,
+            path=wsgi_path(request.environ),
+            route=route,
+            status=response.status_code,
+            latency_ms=round(seconds * 1000, 1),
+            model=record.model if record is not None and record.models else None,
+            images=record.images if record is not None else 0,
+            errors=record.errors if record is not None and record.errors else None,
+            stages_ms=record.stage_ms() if record is not None else None,
+            trace_id=trace.trace_id if trace is not None else None,
+            parent_id=trace.parent_id if trace is not None else None,
         )
         return response
+
+    @app.teardown_request
+    def end_request(_error: BaseException | None) -> None:
+        token = g.pop("record_token", None)
+        if token is not None:
+            stages.end(token)
+            service_state().metrics.request_ended()
 
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError) -> Response:
+        stages.answered_error(error.code)
         if error.detail:
-            logger.info("request_id=%s %s: %s", g.get("request_id"), error.code, error.detail[:500])
+            log_event(
+                logger,
+                logging.INFO,
+                "error_detail",
+                request_id=g.get("request_id"),
+                code=error.code,
+                detail=error.detail[:500],
+            )
         route = ROUTE_BY_ENDPOINT.get(request.endpoint or "")
         error_body = route.error_body if route is not None else google.error_envelope
         response = json_response(error_body(error), error.status)
@@ -517,25 +559,44 @@ def _log_open_routes(config: ServiceConfig) -> None:
     )
 
 
+def _model_labels(registry: ModelRegistry) -> list[tuple[str, dict[str, str], bool]]:
+    labels = []
+    for name in registry.names:
+        detector = registry.detector(name)
+        info = detector.info
+        size = f"{info.input_width}x{info.input_height}"
+        described = {"family": info.family, "input_size": size, "sha256": info.sha256}
+        labels.append((name, described, detector.ready))
+    return labels
+
+
 def create_app(
     config: ServiceConfig | None = None,
     detector: DetectorLike | ModelRegistry | None = None,
+    metrics: Metrics | None = None,
     repository: Repository | None = None,
 ) -> Flask:
     """Build the app. Reads the environment once when no config is given; loads the models
-    unless a detector or a registry is injected (tests); opens the image repository named by
-    the config (DATA_DIR, REPO_DB_URL) unless one is injected. Gunicorn calls this in each
-    worker, after the fork, so that every worker builds its own onnxruntime sessions and its
-    own database engine."""
+    unless a detector or a registry is injected (tests); records metrics in a registry of
+    its own unless `metrics` is given (none with METRICS_PORT=0); opens the image repository
+    named by the config (DATA_DIR, REPO_DB_URL) unless one is injected. Gunicorn calls this in
+    each worker, after the fork, so that every worker builds its own onnxruntime sessions, its
+    own metrics (files of its own in prometheus_client's multiprocess mode) and its own
+    database engine."""
     if config is None:
         config = load_config(os.environ)
-    configure_logging(config.log_level)
+    configure_service_logger(
+        logger, config.log_level, config.log_format, (t.secret for t in config.credentials)
+    )
+    if metrics is None:
+        metrics = ServiceMetrics() if config.metrics_port else NullMetrics()
     if detector is None:
-        registry = load_registry(config)
+        registry = load_registry(config, on_loaded=metrics.model_loaded)
     elif isinstance(detector, ModelRegistry):
         registry = detector
     else:
         registry = ModelRegistry.of(detector)
+    metrics.models_ready(_model_labels(registry))
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -547,6 +608,7 @@ def create_app(
     app.extensions["detection_service"] = ServiceState(
         config=config,
         registry=registry,
+        metrics=metrics,
         server_name=server_name,
         server_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, server_name)),
     )
@@ -556,9 +618,11 @@ def create_app(
     repository_routes.install(
         app,
         repository_routes.RepositoryState(
-            repository, config.max_images_per_request, config.max_body_bytes
+            repository, config.max_images_per_request, config.max_body_bytes, metrics
         ),
     )
+    if repository is not None:
+        metrics.repository_changed(repository.size)
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)

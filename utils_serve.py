@@ -34,6 +34,7 @@ from errors import (
 )
 from image_io import load_image
 from registry import ModelRegistry
+from stages import detected
 
 # --- Request bodies
 
@@ -430,7 +431,8 @@ def detect_one(
 ) -> tuple[ImageArray, DetectionResult]:
     """Decode (with the pixel limit) and detect one image; raises ApiError for a bad one."""
     image = load_image(task.image_bytes, max_pixels)
-    return image, registry.detector(task.model).detect(image, task.params)
+    result = registry.detector(task.model).detect(image, task.params)
+    return image, detected(task.model, result)
 
 
 def run_tasks(

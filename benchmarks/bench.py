@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import loadgen
+from benchmarks import loadgen, metrics_overhead
 from benchmarks.environment import ensure_wrk, machine_lines, peers_python, progress
 from benchmarks.inprocess import InProcessPool, PhaseResult, summarise
 from benchmarks.measure import (
@@ -80,10 +80,17 @@ def parse_args(argv: Sequence[str]) -> Settings:
     parser.add_argument("--photos", type=Path, default=SHARED_IMAGES / "coco")
     parser.add_argument("--dog", type=Path, default=SHARED_IMAGES / "dog.jpg")
     parser.add_argument("--markdown", type=Path, help="also write the tables here as Markdown")
+    parser.add_argument(
+        "--metrics-overhead",
+        action="store_true",
+        help="only compare the service with metrics on and off (benchmarks/metrics_overhead.py; "
+        "rounds: full 8, quick 2)",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
+    overhead = bool(args.metrics_overhead)
     return Settings(
-        rounds=args.rounds or (1 if quick else 3),
+        rounds=args.rounds or ((2 if quick else 8) if overhead else (1 if quick else 3)),
         saturation_s=args.duration or (3.0 if quick else 6.0),
         single_s=args.c1_duration or (2.0 if quick else 3.0),
         warmup_s=2.0 if quick else 3.0,
@@ -94,6 +101,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         photos=args.photos,
         dog=args.dog,
         markdown=args.markdown,
+        metrics_overhead=overhead,
     )
 
 
@@ -108,6 +116,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not photo_paths:
         raise FileNotFoundError(f"no photos in {settings.photos}")
     photos = [p.read_bytes() for p in photo_paths]
+    if settings.metrics_overhead:
+        with tempfile.TemporaryDirectory(prefix="bench-") as temp:
+            overhead = metrics_overhead.run(
+                Path(temp),
+                photos,
+                measure_http,
+                settings.rounds,
+                settings.connections,
+                settings.saturation_s,
+                progress,
+            )
+        print(metrics_overhead.report(overhead))
+        return 0
     workers = service_workers(os.environ)
     token = "bench-" + secrets.token_urlsafe(18)
     results = Results()

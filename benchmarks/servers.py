@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.procfs import worker_pids
+from cpu_quota import default_workers, usable_cpus
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
@@ -34,9 +35,9 @@ def free_port() -> int:
 
 
 def service_workers(environ: Mapping[str, str]) -> int:
-    """The worker count gunicorn.conf.py picks: WEB_CONCURRENCY, else the usable cores."""
-    raw = environ.get("WEB_CONCURRENCY", "").strip()
-    return int(raw) if raw else len(os.sched_getaffinity(0))
+    """The worker count gunicorn.conf.py picks: WEB_CONCURRENCY, else the usable CPUs (the
+    cgroup quota, else the CPU set)."""
+    return default_workers(environ, usable_cpus())
 
 
 @dataclass
@@ -124,14 +125,19 @@ def http_call(
         connection.close()
 
 
-def start_service(log_dir: Path, token: str) -> Server:
+def start_service(
+    log_dir: Path, token: str, metrics_port: int | None = None, name: str = "service"
+) -> Server:
     """`make run`'s settings: gunicorn -c gunicorn.conf.py with the environment's defaults
-    (WEB_CONCURRENCY: the cores, INTRA_OP_THREADS: 1, LOG_LEVEL: info), bound to loopback."""
+    (WEB_CONCURRENCY: the cores, INTRA_OP_THREADS: 1, LOG_LEVEL: info), bound to loopback.
+    Metrics are on, on a free port of their own unless `metrics_port` says (0: off)."""
     port = free_port()
     env = {**os.environ, "API_TOKENS": token, "BIND": f"127.0.0.1:{port}"}
+    env["METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
     env.pop("AUTH_DISABLED", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
-    return _start("service", command, REPO_ROOT, env, port, log_dir, service_workers(env))
+    return _start(name, command, REPO_ROOT, env, port, log_dir, service_workers(env))
 
 
 NAIVE_WORKERS = 5

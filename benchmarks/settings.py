@@ -23,3 +23,5 @@ class Settings:
     photos: Path
     dog: Path
     markdown: Path | None
+    # Only the metrics on/off comparison (benchmarks/metrics_overhead.py).
+    metrics_overhead: bool = False

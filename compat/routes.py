@@ -11,17 +11,42 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, g, request
 
-from config import SERVICE_VERSION
+import stages
+from config import SERVICE_VERSION, ServiceConfig
 from dialects import deepstack, doods, google, kserve, roboflow
-from errors import BadRequest, UnsupportedMediaType
-from registry import ServiceState
-from utils_serve import detect_one, is_integer_text, parse_json_body, read_body, run_tasks
+from errors import ApiError, BadRequest, UnsupportedMediaType
+from metrics import Metrics
+from registry import ModelRegistry
+from stages import timed
+from utils_serve import (
+    ImageTask,
+    TaskOutcome,
+    detect_one,
+    is_integer_text,
+    parse_json_body,
+    read_body,
+    run_tasks,
+)
 
 # --- What every view shares
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What one worker serves: its configuration, its models, its metrics, and who it is
+    (CodeProject.AI's `processedBy`, and a stable id of it for Roboflow's `/info`)."""
+
+    config: ServiceConfig
+    registry: ModelRegistry
+    metrics: Metrics
+    server_name: str = "localhost"
+    server_id: str = ""
 
 
 def service_state() -> ServiceState:
@@ -30,13 +55,34 @@ def service_state() -> ServiceState:
 
 
 def request_body() -> bytes:
-    return read_body(request.stream, request.content_length, service_state().config.max_body_bytes)
+    with timed("read_body"):
+        return read_body(
+            request.stream, request.content_length, service_state().config.max_body_bytes
+        )
+
+
+def form_parsed() -> None:
+    """Have werkzeug read and parse a form body now, timed as reading it."""
+    with timed("read_body"):
+        request.files, request.form  # noqa: B018 - the parse is what is timed
+
+
+def tasks_ran(
+    tasks: Sequence[ImageTask | ApiError],
+    outcomes: Sequence[TaskOutcome | ApiError] | None = None,
+) -> None:
+    """Note the models the request's images use, and each image's error, for its record."""
+    stages.uses_models(task.model for task in tasks if isinstance(task, ImageTask))
+    for outcome in outcomes or ():
+        if isinstance(outcome, ApiError):
+            stages.answered_error(outcome.code)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
     """A JSON answer; its body is one bytes object, so it goes out with a Content-Length
     (never chunked), which DeepStack's and Triton's clients rely on."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    with timed("serialize"):
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return Response(body, status=status, mimetype="application/json")
 
 
@@ -58,12 +104,16 @@ def deepstack_detection_view(model: str | None = None) -> Response:
     if model is not None:
         state.registry.resolve(model)
     deepstack.require_form(request.mimetype)
+    form_parsed()
     task = deepstack.parse_task(request.files, request.form, request.args, state.registry, model)
+    tasks_ran([task])
     _, result = detect_one(task, state.registry, state.config.max_image_pixels)
     info = state.registry.detector(task.model).info
     command = "detect" if model is None else "custom"
     limit = state.config.deepstack_max_predictions
-    return json_response(deepstack.response(result, info, limit, deepstack_facts(state), command))
+    with timed("render"):
+        payload = deepstack.response(result, info, limit, deepstack_facts(state), command)
+    return json_response(payload)
 
 
 def deepstack_custom_list_view() -> Response:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 from urllib.parse import urlencode
 
 from flask import Flask, Response, current_app, g, request, send_file
@@ -30,6 +30,7 @@ from repository.service import (
     DetectOptions,
     Rendition,
     Repository,
+    Uploaded,
     UploadSource,
     parse_list_query,
 )
@@ -42,13 +43,31 @@ RAW_MIMETYPES: Final = frozenset({"application/octet-stream"})
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
+class RepositoryMetrics(Protocol):
+    """What the views report (metrics.ServiceMetrics; docs/operations.md, "Metrics")."""
+
+    def repository_upload(self, duplicate: bool) -> None: ...
+
+    def repository_changed(self, read_size: Callable[[], tuple[int, int, int]]) -> None: ...
+
+
+class _NoMetrics:
+    def repository_upload(self, duplicate: bool) -> None:
+        pass
+
+    def repository_changed(self, read_size: Callable[[], tuple[int, int, int]]) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class RepositoryState:
-    """What the views need: the worker's repository (None: not configured) and the limits."""
+    """What the views need: the worker's repository (None: not configured), the limits and
+    where to report uploads and the repository's size."""
 
     repository: Repository | None
     max_images: int
     max_body_bytes: int
+    metrics: RepositoryMetrics = field(default_factory=_NoMetrics)
 
 
 def install(app: Flask, state: RepositoryState) -> None:
@@ -122,6 +141,11 @@ def upload_view() -> Response:
     sources, single = _sources()
     options = _detect_options(repository)
     outcomes = repository.upload(g.owner, sources, options)
+    metrics = _state().metrics
+    for stored in outcomes:
+        if isinstance(stored, Uploaded):
+            metrics.repository_upload(stored.duplicate)
+    metrics.repository_changed(repository.size)
     if single:
         (outcome,) = outcomes
         if isinstance(outcome, Exception):
@@ -212,7 +236,9 @@ def detect_view(image_id: str) -> Response:
 
 
 def delete_view(image_id: str) -> Response:
-    _repository().delete(g.owner, image_id)
+    repository = _repository()
+    repository.delete(g.owner, image_id)
+    _state().metrics.repository_changed(repository.size)
     return Response(status=204)
 
 

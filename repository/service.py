@@ -647,6 +647,15 @@ class Repository:
             )
             return [(label, int(images), int(count)) for label, images, count in rows]
 
+    def size(self) -> tuple[int, int, int]:
+        """(images of all owners, stored files, their bytes): the repository's size metric."""
+        with self.database.read() as session:
+            images = session.execute(select(func.count()).select_from(Image)).scalar_one()
+            blobs, stored = session.execute(
+                select(func.count(), func.coalesce(func.sum(Blob.size_bytes), 0)).select_from(Blob)
+            ).one()
+        return int(images), int(blobs), int(stored)
+
     # --- detections
 
     def runs(self, owner: str, image_id: str) -> list[RunRecord]:

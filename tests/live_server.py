@@ -40,9 +40,11 @@ def free_port() -> int:
 class LiveServer:
     """A running gunicorn: `url` ends with a slash; `log()` is its combined output so far."""
 
-    def __init__(self, url: str, log_path: Path, pid: int = 0) -> None:
+    def __init__(self, url: str, log_path: Path, pid: int = 0, metrics_url: str = "") -> None:
         self.url = url
         self.log_path = log_path
+        # The master's Prometheus endpoint (METRICS_PORT), ending with /metrics.
+        self.metrics_url = metrics_url
         # The gunicorn master: tests send it signals (SIGHUP reloads the workers).
         self.pid = pid
 
@@ -69,9 +71,13 @@ def live_gunicorn(
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(workers),
         "INTRA_OP_THREADS": "1",
+        # A port of its own: tests (and other people's tests) run servers side by side.
+        "METRICS_PORT": str(free_port()),
         **(extra_env or {}),
     }
     env.pop("AUTH_DISABLED", None)
+    # gunicorn's master makes a temporary metrics folder of its own.
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
@@ -80,7 +86,8 @@ def live_gunicorn(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    live = LiveServer(f"http://127.0.0.1:{port}/", log_path, process.pid)
+    metrics_url = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"
+    live = LiveServer(f"http://127.0.0.1:{port}/", log_path, process.pid, metrics_url)
     try:
         deadline = time.monotonic() + ready_timeout_s
         while True:

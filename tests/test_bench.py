@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import bench, metrics_overhead
 from benchmarks.detections import Box, as_answered, boxes_from_answer, iou, match_boxes
 from benchmarks.environment import cpu_model
 from benchmarks.inprocess import PhaseResult, summarise
@@ -417,3 +418,30 @@ def test_the_service_never_imports_the_bench_or_its_peers() -> None:
             if isinstance(node, ast.ImportFrom) and node.module
         }
         assert "benchmarks" not in imported, path.name
+
+
+def _measured(cpu_ms: float) -> Measurement:
+    return Measurement(
+        rate=10.0, cpu_ms=cpu_ms, p50_ms=1, p95_ms=2, p99_ms=3, requests=100, errors=0, rss_mib=1
+    )
+
+
+def test_metrics_overhead_ratio_of_medians_and_report() -> None:
+    result = metrics_overhead.OverheadResult(
+        on=[_measured(10.1), _measured(10.3), _measured(10.2)],
+        off=[_measured(10.0), _measured(10.0), _measured(10.4)],
+        scrapes=12,
+    )
+    assert result.ratio == pytest.approx(10.2 / 10.0)
+    assert result.ratios == pytest.approx([1.01, 1.03, 10.2 / 10.4])
+    text = metrics_overhead.report(result)
+    assert "ratio on/off: 1.0200" in text
+    assert "NOT met" in text  # 1.02 is not below the target
+
+
+def test_metrics_overhead_option() -> None:
+    settings = bench.parse_args(["--metrics-overhead"])
+    assert settings.metrics_overhead
+    assert settings.rounds == 8
+    assert bench.parse_args(["--metrics-overhead", "--quick"]).rounds == 2
+    assert bench.parse_args([]).rounds == 3

@@ -6,8 +6,9 @@ example cannot rot: a route, a field or a file it names that no longer exists fa
 
 Conventions for the examples:
 
-- they call `http://127.0.0.1:5000` with the token `my-secret`; the test puts the live
-  server's address and a token of its own in their place;
+- they call `http://127.0.0.1:5000` (and its metrics at `http://127.0.0.1:9102`) with the
+  token `my-secret`; the test puts the live server's addresses and a token of its own in
+  their place;
 - a shell block runs with `bash -euo pipefail`, a Python block with this Python, in a scratch
   folder that holds links to every entry of the repository root (so `sample_images/...` and
   `python -m client.send2api` work, and files the examples write land in the scratch folder),
@@ -51,6 +52,7 @@ DOC_FILES = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))
 SHELL_LANGUAGES = frozenset({"sh", "bash", "console"})
 RUNNABLE_LANGUAGES = SHELL_LANGUAGES | {"python"}
 EXAMPLE_URL = "http://127.0.0.1:5000"
+EXAMPLE_METRICS_URL = "http://127.0.0.1:9102"  # METRICS_PORT's default
 EXAMPLE_TOKEN = "my-secret"
 TOKEN = f"docs-{secrets.token_hex(8)}"
 BLOCK_TIMEOUT_S = 180
@@ -170,7 +172,12 @@ def shell_script(block: Block) -> str:
 
 
 def for_live_server(code: str, server: LiveServer) -> str:
-    return code.replace(EXAMPLE_URL, server.url.rstrip("/")).replace(EXAMPLE_TOKEN, TOKEN)
+    metrics = server.metrics_url.removesuffix("/metrics")
+    return (
+        code.replace(EXAMPLE_URL, server.url.rstrip("/"))
+        .replace(EXAMPLE_METRICS_URL, metrics)
+        .replace(EXAMPLE_TOKEN, TOKEN)
+    )
 
 
 def missing_models(code: str) -> list[str]:

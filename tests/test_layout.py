@@ -29,6 +29,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("composition root", ("serve_http",)),
     ("the web UI's files", ("ui", "ui.*")),
     ("views of other servers' protocols", ("compat", "compat.*")),
+    # Metrics and log formatting: gunicorn.conf.py's hooks and the app use them.
+    ("observability", ("metrics", "logs")),
     ("protocols", ("dialects", "dialects.*")),
     ("tokens and pictures", ("auth", "render")),
     ("core", ("utils_serve",)),
@@ -37,7 +39,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("images", ("image_io",)),
     ("manifests", ("manifests",)),
     ("families", ("families",)),
-    ("leaves", ("detection_types", "errors", "config", "image_header")),
+    ("leaves", ("detection_types", "errors", "config", "image_header", "stages")),
+    # What the machine gives: CPU quota and set (config's defaults follow it).
+    ("machine", ("cpu_quota",)),
 )
 # Not part of the service: imports nothing of it.
 CLIENT = ("client", "client.*")
