@@ -26,13 +26,9 @@ from errors import (
     UnsupportedMediaType,
 )
 from repository import renditions, shapes
-from repository.service import (
-    DetectOptions,
-    Rendition,
-    Repository,
-    UploadSource,
-    parse_list_query,
-)
+from repository.queries import parse_list_query
+from repository.records import DetectOptions, Rendition, UploadSource
+from repository.service import Repository
 from utils_serve import params_from_fields, read_body
 
 EXTENSION: Final = "image_repository"

@@ -18,7 +18,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.helpers import encode_image, shared_image
-from tests.repo_support import ALICE_AUTH, BOB_AUTH
+from tests.repo_support import ALICE_AUTH, BOB_AUTH, sqlite_only
 
 JPEG = encode_image(320, 240, ".jpg", seed=3)
 PNG = encode_image(200, 100, ".png", seed=4)
@@ -212,11 +212,16 @@ def test_thumbnail_sizes_and_formats(repo_client: FlaskClient) -> None:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("w=300", (307, 512)),  # 300 snaps up to 512: 1000x600 fitted into width 512
-        ("w=64&h=64", (38, 64)),
-        ("h=100", (128, 213)),  # 100 snaps to 128
-        ("w=100&h=100&fit=cover", (128, 128)),  # covered and cropped to the square
-        ("w=5000", (600, 1000)),  # never enlarged: 2048 is above the original
+        # 300 snaps up to 512: 1000x600 fitted into width 512.
+        pytest.param("w=300", (307, 512), id="width-snaps-up"),
+        # Fitted into the box: the width decides.
+        pytest.param("w=64&h=64", (38, 64), id="contain-box"),
+        # 100 snaps to 128.
+        pytest.param("h=100", (128, 213), id="height-snaps-up"),
+        # Covered and cropped to the square.
+        pytest.param("w=100&h=100&fit=cover", (128, 128), id="cover-crops"),
+        # Never enlarged: 2048 is above the original.
+        pytest.param("w=5000", (600, 1000), id="never-enlarged"),
     ],
 )
 def test_render_sizes_snap_to_the_ladder(
@@ -466,11 +471,11 @@ def test_request_errors(repo_client: FlaskClient) -> None:
     assert unknown_model.get_json()["error"]["reason"] == "unknown_model"
 
 
+@sqlite_only  # SQLite's database-wide write lock: PostgreSQL has row locks
 def test_busy_sqlite_is_a_503_with_retry_after(
     repo_client: FlaskClient, repo_config: Any, data_dir: Path
 ) -> None:
-    if repo_config.repo_db_url is not None:
-        pytest.skip("SQLite's write lock: PostgreSQL has row locks")
+    assert repo_config.repo_db_url is None
     blocker = sqlite3.connect(data_dir / "repository.sqlite3", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
