@@ -4,7 +4,8 @@
         requests.get(server.url + "readyz")
 
 Gunicorn runs `gunicorn.conf.py` from the repository root, exactly as `make run` does, with
-`BIND`, `API_TOKENS`, `WEB_CONCURRENCY` and `INTRA_OP_THREADS` set for the test; the context
+`BIND`, `API_TOKENS`, `WEB_CONCURRENCY`, `INTRA_OP_THREADS` and `DATA_DIR` (a folder of the
+test's) set for the test; the context
 waits until `/readyz` answers 200, and on exit stops gunicorn with SIGTERM and checks that it
 shut down cleanly (exit status 0).
 """
@@ -69,6 +70,9 @@ def live_gunicorn(
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(workers),
         "INTRA_OP_THREADS": "1",
+        # The image repository's files and SQLite database: the test's own, never the
+        # checkout's data/ folder.
+        "DATA_DIR": str(log_dir / "data"),
         **(extra_env or {}),
     }
     env.pop("AUTH_DISABLED", None)
