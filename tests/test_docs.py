@@ -61,6 +61,8 @@ EXAMPLE_URL = "http://127.0.0.1:5000"
 EXAMPLE_TOKEN = "my-secret"
 TOKEN = f"docs-{secrets.token_hex(8)}"
 BLOCK_TIMEOUT_S = 180
+# The README is the front page: the details live in docs/.
+README_MAX_BYTES = 8 * 1024
 # httpie's `:PORT/path` (localhost), as a whole word: after a space, a quote or `=`.
 HTTPIE_SHORTHAND = re.compile(r"(?<=[\s'\"=]):5000(?=[/\s'\"]|$)", re.MULTILINE)
 # The shared photos an example may name.
@@ -420,6 +422,13 @@ def test_examples_run_with_a_terminal_as_standard_input(tmp_path: Path) -> None:
 def test_marks_are_well_formed(path: Path) -> None:
     """Every mark has its text and sits right before a shell or Python block."""
     assert not PARSED[path].problems, "\n".join(PARSED[path].problems)
+
+
+def test_readme_stays_short_and_links_the_repository_docs() -> None:
+    readme = REPO_ROOT / "README.md"
+    assert readme.stat().st_size <= README_MAX_BYTES, "README.md: move details to docs/"
+    assert "(docs/repository.md)" in readme.read_text(encoding="utf-8")
+    assert "(repository.md)" in (REPO_ROOT / "docs" / "api.md").read_text(encoding="utf-8")
 
 
 def test_examples_are_found_and_marked_ones_stay_the_exception() -> None:
