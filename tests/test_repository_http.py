@@ -159,6 +159,22 @@ def test_another_owners_image_is_a_404_everywhere(repo_client: FlaskClient) -> N
     assert repo_client.get(f"/v1/images/{image_id}", headers=ALICE_AUTH).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        # The original routes' own words are not image ids: only their routes answer there.
+        pytest.param("GET", "/image/upload", {"POST", "OPTIONS"}, id="get-upload"),
+        pytest.param("DELETE", "/image/list", {"GET", "HEAD", "OPTIONS"}, id="delete-list"),
+    ],
+)
+def test_the_original_routes_words_are_not_image_ids(
+    repo_client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    answer = repo_client.open(path, method=method, headers=ALICE_AUTH)
+    assert answer.status_code == 405
+    assert set(answer.headers["Allow"].replace(" ", "").split(",")) == allowed
+
+
 def test_routes_need_a_token(repo_client: FlaskClient) -> None:
     assert repo_client.get("/v1/images").status_code == 401
     assert (
