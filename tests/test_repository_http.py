@@ -4,10 +4,14 @@ renditions and their cache, pages, deletes, and every error status of the routes
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import json
+import os
 import sqlite3
 import struct
+import textwrap
 import zlib
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,10 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from tests.helpers import encode_image, shared_image
-from tests.repo_support import ALICE_AUTH, BOB_AUTH, sqlite_only
+from errors import InsufficientStorage
+from repository.storage import write_all
+from tests.helpers import encode_image, run_python, shared_image
+from tests.repo_support import ALICE, ALICE_AUTH, BOB_AUTH, sqlite_only
 
 JPEG = encode_image(320, 240, ".jpg", seed=3)
 PNG = encode_image(200, 100, ".png", seed=4)
@@ -504,3 +510,80 @@ def test_busy_sqlite_is_a_503_with_retry_after(
     assert answer.get_json()["error"]["reason"] == "repository_busy"
     assert "locked" not in answer.get_data(as_text=True)
     assert upload(repo_client, JPEG).status_code == 201  # and fine once the lock is gone
+
+
+def test_enospc_from_the_kernel_is_insufficient_storage() -> None:
+    # /dev/full answers every write with ENOSPC: the storage's write path maps it to the 507.
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(InsufficientStorage) as raised:
+            write_all(fd, memoryview(b"x" * 4096))
+    finally:
+        os.close(fd)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert raised.value.__cause__.errno == errno.ENOSPC
+    assert raised.value.status == 507
+
+
+# The app in a process of its own whose file size limit (RLIMIT_FSIZE) is below the photo's
+# size: staging the upload fails in the kernel (EFBIG, the "file too large" of a full quota),
+# as on a full disk; then the limit is lifted and the same upload goes through.
+FULL_DISK = textwrap.dedent(
+    """
+    import io, json, resource, signal, sys
+    from pathlib import Path
+    from config import ServiceConfig
+    from serve_http import create_app
+    from tests.helpers import FakeDetector
+
+    data_dir, db_url, limit = Path(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3])
+    photo, token = Path(sys.argv[4]).read_bytes(), sys.argv[5]
+    config = ServiceConfig(api_tokens=(f"alice:{token}",), data_dir=data_dir, repo_db_url=db_url)
+    client = create_app(config, FakeDetector()).test_client()
+
+    def upload():
+        answer = client.post(
+            "/v1/images",
+            headers={"X-Api-Token": token},
+            data={"image": (io.BytesIO(photo), "big.png")},
+        )
+        return [answer.status_code, answer.get_json()]
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    full = upload()
+    left = [str(p) for p in (data_dir / "tmp").iterdir()]
+    left += [str(p) for p in (data_dir / "originals").rglob("*") if p.is_file()]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    print(json.dumps({"full": full, "left": left, "fine": upload()}))
+    """
+)
+
+
+def test_a_full_disk_is_a_507_and_leaves_nothing_behind(
+    tmp_path: Path, data_dir: Path, db_url: str | None
+) -> None:
+    photo = tmp_path / "big.png"
+    photo.write_bytes(encode_image(256, 256, ".png", seed=7))  # noise: it does not compress
+    limit = 16 * 1024
+    assert photo.stat().st_size > 2 * limit
+    # Migrated first, without the limit: only the upload's own writes meet it.
+    created = run_python(
+        "-c",
+        FULL_DISK,
+        str(data_dir),
+        db_url or "",
+        str(limit),
+        str(photo),
+        ALICE,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr[-3000:]
+    outcome = json.loads(created.stdout.strip().splitlines()[-1])
+    status, body = outcome["full"]
+    assert status == 507, body
+    assert body["error"]["reason"] == "insufficient_storage"
+    assert "Traceback" not in created.stderr
+    assert outcome["left"] == []  # no temp file, no original
+    assert outcome["fine"][0] == 201  # the same upload once there is room
