@@ -91,7 +91,7 @@ def _flag(name: str, default: bool) -> bool:
 
 def _detect_options(repository: Repository) -> DetectOptions:
     form = {name: request.form[name] for name in request.form}
-    model, params = params_from_fields(request.args, form, DetectionParams(), repository._models())
+    model, params = params_from_fields(request.args, form, DetectionParams(), repository.models())
     return DetectOptions(_flag("detect", True), model, params)
 
 

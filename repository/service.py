@@ -269,13 +269,14 @@ class Repository:
             )
         )
 
-    def _models(self) -> ModelRegistry:
+    def models(self) -> ModelRegistry:
+        """The models to detect with (an upload's or a re-run's `model` names one of them)."""
         if self.registry is None:
             raise RuntimeError("this repository was opened without models")
         return self.registry
 
     def _detect(self, pixels: ImageArray, options: DetectOptions) -> DetectionResult:
-        return self._models().detector(options.model).detect(pixels, options.params)
+        return self.models().detector(options.model).detect(pixels, options.params)
 
     def _store_run(
         self,
@@ -285,7 +286,7 @@ class Repository:
         options: DetectOptions,
         result: DetectionResult,
     ) -> None:
-        info = self._models().detector(options.model).info
+        info = self.models().detector(options.model).info
         run = DetectionRun(
             image_id=image_id,
             model=options.model,
