@@ -56,8 +56,8 @@ ARG MODEL_MIRROR=/mnt/model-mirror
 RUN --mount=type=bind,from=model-mirror,target=/mnt/model-mirror \
     MODEL_MIRROR="$MODEL_MIRROR" python scripts/fetch_model.py yolox_nano
 
-# The service itself: every module it imports, its gunicorn config and the OpenAPI document it
-# serves at /openapi.json. tests/test_dockerfile.py checks this list against what serve_http.py,
+# The service itself: every module it imports, its gunicorn config, the OpenAPI document it
+# serves at /openapi.json and the web UI's files it serves at /ui/. tests/test_dockerfile.py checks this list against what serve_http.py,
 # gunicorn.conf.py and scripts/check_models.py import, transitively. One file per line; a
 # package (a folder) needs a COPY of its own, `COPY pkg/ pkg/`, because COPY puts a folder's
 # contents, not the folder, at the target.
@@ -89,6 +89,8 @@ COPY auth.py \
 COPY dialects/ dialects/
 COPY compat/ compat/
 COPY repository/ repository/
+# The web UI: ui/routes.py and the static files it serves at /ui/ (its UI_FILES).
+COPY ui/ ui/
 
 # The image repository keeps its files (and its SQLite database, unless REPO_DB_URL names a
 # PostgreSQL) under DATA_DIR: a volume, owned by the app user, so that it outlives the

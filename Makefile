@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast model test-models newman lint typecheck pytest lock bench clean \
+.PHONY: run test test-fast model test-models newman browser lint typecheck pytest lock bench clean \
 	clients-venv clients-lock
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
@@ -47,6 +47,16 @@ $(NEWMAN_STAMP): $(STAMP) client/postman/package.json client/postman/package-loc
 	touch $(NEWMAN_STAMP)
 
 newman: $(NEWMAN_STAMP)
+
+# Debian's Chromium (and a font) for the UI's browser tests (tests/test_ui_browser.py), with
+# apt-get when missing; Playwright drives it and never downloads a browser. Under CI=true a
+# failed install fails the run; elsewhere (not root, no apt-get) the browser tests skip and
+# say so.
+BROWSER_OPTIONAL := $(if $(filter true 1,$(CI)),,yes)
+
+browser:
+	@./scripts/install_tools.sh chromium || { [ -n "$(BROWSER_OPTIONAL)" ] && \
+		echo "Chromium is not installed: the browser tests will skip (sudo scripts/install_tools.sh chromium)"; }
 
 # The third-party clients (deepstack-python, inference-sdk, tritonclient, kserve, pydoods, ...)
 # that tests/test_clients_e2e.py runs unchanged against live gunicorn. They live in their own
@@ -111,7 +121,7 @@ tools:
 	@./scripts/install_tools.sh || { [ "$(CI)" != true ] && \
 		echo "tools not installed: tests/test_scaleout.py will skip"; }
 
-pytest: test-models newman clients-venv tools
+pytest: test-models newman clients-venv tools browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test: lint typecheck pytest

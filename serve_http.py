@@ -74,6 +74,7 @@ from registry import DetectorLike, ModelRegistry, ModelSlot, load_registry
 from repository import routes as repository_routes
 from repository.service import Repository
 from stages import timed
+from ui import routes as ui_routes
 from utils_serve import (
     ImageTask,
     input_kind,
@@ -344,6 +345,11 @@ ROUTES: tuple[Route, ...] = (
     Route("/detect", "doods_detect", ("POST",), doods_detect_view, error_body=doods.error_body),
     Route("/openapi.json", "openapi", ("GET",), openapi_view, public=True),
     Route("/healthz", "healthz", ("GET",), healthz_view, public=True),
+    # The web UI (ui/routes.py): the page needs no token; everything it shows does.
+    *(
+        Route(rule, endpoint, methods, view, public=True)
+        for rule, endpoint, methods, view in ui_routes.ROUTES
+    ),
     Route("/readyz", "readyz", ("GET",), readyz_view, public=True),
     Route("/v1/models", "models", ("GET",), models_view),
     Route("/v1/models/<name>", "model", ("GET",), model_view),

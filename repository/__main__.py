@@ -21,7 +21,8 @@ from detection_types import DetectionParams
 from errors import ApiError
 from registry import load_registry
 from repository.db import Database, database_url, upgrade
-from repository.service import DetectOptions, Repository
+from repository.records import DetectOptions
+from repository.service import Repository
 
 
 def _config() -> ServiceConfig:

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlencode
 
 from flask import Flask, Response, current_app, g, request, send_file
+from werkzeug.routing import BaseConverter
 
 from detection_types import DetectionParams
 from errors import (
@@ -26,14 +27,9 @@ from errors import (
     UnsupportedMediaType,
 )
 from repository import renditions, shapes
-from repository.service import (
-    DetectOptions,
-    Rendition,
-    Repository,
-    Uploaded,
-    UploadSource,
-    parse_list_query,
-)
+from repository.queries import parse_list_query
+from repository.records import DetectOptions, Rendition, Uploaded, UploadSource
+from repository.service import Repository
 from utils_serve import params_from_fields, read_body
 
 EXTENSION: Final = "image_repository"
@@ -70,8 +66,18 @@ class RepositoryState:
     metrics: RepositoryMetrics = field(default_factory=_NoMetrics)
 
 
+class ImageIdConverter(BaseConverter):
+    """`<image_id:...>`: one path segment, except the words of the original routes, so that
+    `/image/upload` and `/image/list` are those routes alone (a GET of `/image/upload` is a
+    405 that allows POST, not a lookup of an image named "upload")."""
+
+    regex = r"(?!(?:upload|list)$)[^/]+"
+
+
 def install(app: Flask, state: RepositoryState) -> None:
+    """Before the routes are added: the state the views read and the id converter."""
     app.extensions[EXTENSION] = state
+    app.url_map.converters["image_id"] = ImageIdConverter
 
 
 def _state() -> RepositoryState:
@@ -103,7 +109,7 @@ def _flag(name: str, default: bool) -> bool:
 
 def _detect_options(repository: Repository) -> DetectOptions:
     form = {name: request.form[name] for name in request.form}
-    model, params = params_from_fields(request.args, form, DetectionParams(), repository._models())
+    model, params = params_from_fields(request.args, form, DetectionParams(), repository.models())
     return DetectOptions(_flag("detect", True), model, params)
 
 
@@ -260,18 +266,18 @@ View = Callable[..., Response]
 ROUTES: Final[tuple[tuple[str, str, tuple[str, ...], View], ...]] = (
     ("/v1/images", "images_upload", ("POST",), upload_view),
     ("/v1/images", "images_list", ("GET",), list_view),
-    ("/v1/images/<image_id>", "image_original", ("GET",), original_view),
-    ("/v1/images/<image_id>", "image_delete", ("DELETE",), delete_view),
-    ("/v1/images/<image_id>/details", "image_details", ("GET",), details_view),
-    ("/v1/images/<image_id>/thumbnail", "image_thumbnail", ("GET",), thumbnail_view),
-    ("/v1/images/<image_id>/render", "image_render", ("GET",), render_view),
-    ("/v1/images/<image_id>/detections", "image_detections", ("GET",), detections_view),
-    ("/v1/images/<image_id>/detect", "image_detect", ("POST",), detect_view),
+    ("/v1/images/<image_id:image_id>", "image_original", ("GET",), original_view),
+    ("/v1/images/<image_id:image_id>", "image_delete", ("DELETE",), delete_view),
+    ("/v1/images/<image_id:image_id>/details", "image_details", ("GET",), details_view),
+    ("/v1/images/<image_id:image_id>/thumbnail", "image_thumbnail", ("GET",), thumbnail_view),
+    ("/v1/images/<image_id:image_id>/render", "image_render", ("GET",), render_view),
+    ("/v1/images/<image_id:image_id>/detections", "image_detections", ("GET",), detections_view),
+    ("/v1/images/<image_id:image_id>/detect", "image_detect", ("POST",), detect_view),
     ("/v1/labels", "labels", ("GET",), labels_view),
     ("/image/upload", "images_upload", ("POST",), upload_view),
     ("/image/list", "images_list", ("GET",), list_view),
-    ("/image/<image_id>", "image_original", ("GET",), original_view),
-    ("/image/<image_id>", "image_delete", ("DELETE",), delete_view),
-    ("/image/<image_id>/details", "image_details", ("GET",), details_view),
-    ("/image/<image_id>/thumbnail", "image_thumbnail", ("GET",), thumbnail_view),
+    ("/image/<image_id:image_id>", "image_original", ("GET",), original_view),
+    ("/image/<image_id:image_id>", "image_delete", ("DELETE",), delete_view),
+    ("/image/<image_id:image_id>/details", "image_details", ("GET",), details_view),
+    ("/image/<image_id:image_id>/thumbnail", "image_thumbnail", ("GET",), thumbnail_view),
 )

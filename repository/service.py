@@ -1,6 +1,7 @@
 """The repository's operations, each one transaction: upload, list, get, delete, detect,
-labels, and the maintenance of `gc` and `check`. Plain functions of plain values (no Flask);
-the HTTP views in `routes.py` call them, and so does the command line (`__main__.py`).
+labels (and, through `maintenance.py`, `gc` and `check`). Plain methods of plain values (no
+Flask; the values are in `records.py`, the list filters in `queries.py`, the row values in
+`rows.py`); the HTTP views in `routes.py` call them, and so does the command line.
 
 Order of work, so that "a row names a file that exists" always holds:
 
@@ -19,41 +20,52 @@ import hashlib
 import json
 import logging
 import re
-import secrets
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, cast
 
-import numpy as np
-from sqlalchemy import CursorResult, Select, delete, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from config import ServiceConfig
-from detection_types import (
-    DetectionParams,
-    DetectionResult,
-    Detections,
-    ImageArray,
-    ImageDecodeError,
-)
+from detection_types import DetectionResult, ImageArray, ImageDecodeError
 from errors import (
     ApiError,
     ImageNotFound,
     ImageTooLarge,
-    InvalidParameter,
     UndecodableImage,
     UnsupportedImageFormat,
 )
 from image_header import ImageFormat, ImageHeaderError, read_image_header
 from image_io import decode_image
 from registry import ModelRegistry, ModelSlot
-from repository import pages, renditions
+from repository import maintenance, pages, renditions
 from repository.db import Database, database_url, upgrade
 from repository.exif import ExifInfo, as_utc, read_exif, strip_gps
+from repository.queries import filtered
+from repository.records import (
+    DetectOptions,
+    ImageRecord,
+    LabelSummary,
+    ListQuery,
+    Original,
+    Page,
+    Rendition,
+    RunRecord,
+    Uploaded,
+    UploadSource,
+)
 from repository.renditions import RenditionSpec, StoredBox
+from repository.rows import (
+    clean_name,
+    detection_rows,
+    insert_for,
+    new_image_id,
+    now,
+    params_json,
+    pixel_sha256,
+)
 from repository.storage import LocalStore, Staged, Trashed
 from repository.tables import Blob, Detection, DetectionRun, Image
 
@@ -66,227 +78,6 @@ ACCEPTED_FORMATS: Final[Mapping[ImageFormat, tuple[str, str]]] = {
     ImageFormat.WEBP: ("image/webp", "webp"),
 }
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{22}$")
-MAX_PAGE_SIZE: Final = 1000
-DEFAULT_PAGE_SIZE: Final = 50
-MAX_NAME_CHARS: Final = 255
-MAX_LABEL_FILTERS: Final = 16
-UPSERT_RETRIES: Final = 3
-
-
-def new_image_id() -> str:
-    """128 random bits, URL-safe: ids say nothing and cannot be guessed."""
-    return secrets.token_urlsafe(16)
-
-
-def pixel_sha256(image: ImageArray) -> str:
-    """The sha256 of the decoded pixels (with their shape): the same picture in another file."""
-    digest = hashlib.sha256(f"{image.shape[0]}x{image.shape[1]}x{image.shape[2]}:".encode())
-    digest.update(np.ascontiguousarray(image).data)
-    return digest.hexdigest()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _clean_name(name: str | None) -> str | None:
-    if not name:
-        return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
-    return cleaned[:MAX_NAME_CHARS] or None
-
-
-# --- Values handed to and from the views
-
-
-@dataclass(frozen=True)
-class UploadSource:
-    data: bytes
-    filename: str | None
-
-
-@dataclass(frozen=True)
-class DetectOptions:
-    """Whether and how to detect on upload (or on a re-run)."""
-
-    detect: bool
-    model: str
-    params: DetectionParams
-
-
-@dataclass(frozen=True)
-class LabelSummary:
-    name: str
-    count: int
-    max_score: float
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    image: Image
-    blob: Blob
-    labels: tuple[LabelSummary, ...]
-
-
-@dataclass(frozen=True)
-class Uploaded:
-    record: ImageRecord
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run: DetectionRun
-    boxes: tuple[StoredBox, ...]
-
-
-@dataclass(frozen=True)
-class Original:
-    path: Path
-    sha256: str
-    mime_type: str
-    size: int
-    name: str | None
-
-
-@dataclass(frozen=True)
-class Rendition:
-    data: bytes | None  # None: serve `path` (a cached file)
-    path: Path | None
-    mime_type: str
-    etag: str
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    labels: tuple[str, ...] = ()
-    min_score: float = 0.0
-    min_count: int = 1
-    uploaded_after: datetime | None = None
-    uploaded_before: datetime | None = None
-    taken_after: datetime | None = None
-    taken_before: datetime | None = None
-    camera_model: str | None = None
-    name_prefix: str | None = None
-    sha256: str | None = None
-    pixel_sha256: str | None = None
-    page_size: int = DEFAULT_PAGE_SIZE
-    page_token: str | None = field(default=None, compare=False)
-
-    def digest(self) -> str:
-        """What a page token is bound to: the filters, not the page size or position."""
-        fields = {k: v for k, v in asdict(self).items() if k not in {"page_size", "page_token"}}
-        text = json.dumps(fields, default=str, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class Page:
-    records: tuple[ImageRecord, ...]
-    next_token: str | None
-
-
-@dataclass
-class GcReport:
-    temp_files: int = 0
-    trash_purged: int = 0
-    trash_restored: int = 0
-    orphans: int = 0
-    derived_removed: bool = False
-
-
-@dataclass
-class CheckReport:
-    blobs: int = 0
-    images: int = 0
-    missing: list[tuple[str, list[str]]] = field(default_factory=list)  # key, image ids
-    wrong_size: list[str] = field(default_factory=list)
-    wrong_hash: list[str] = field(default_factory=list)
-    unreferenced_blobs: list[str] = field(default_factory=list)
-    orphan_files: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.wrong_size or self.wrong_hash)
-
-
-# --- Parsing list filters
-
-
-def _datetime_filter(values: Mapping[str, str], name: str) -> datetime | None:
-    raw = values.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidParameter(
-            f"{name} must be an ISO 8601 date or date-time, got {raw[:40]!r}"
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _hex_filter(values: Mapping[str, str], name: str) -> str | None:
-    raw = values.get(name)
-    if raw is None:
-        return None
-    text = raw.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise InvalidParameter(f"{name} must be 64 hexadecimal digits")
-    return text
-
-
-def _number_filter(
-    values: Mapping[str, str], name: str, low: float, high: float, integer: bool
-) -> float | None:
-    raw = values.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        number = float(raw.strip())
-    except ValueError:
-        raise InvalidParameter(f"{name} must be a number, got {raw[:20]!r}") from None
-    if not low <= number <= high or (integer and not number.is_integer()):
-        kind = "an integer" if integer else "a number"
-        raise InvalidParameter(
-            f"{name} must be {kind} between {low:g} and {high:g}, got {raw[:20]!r}"
-        )
-    return number
-
-
-def parse_list_query(values: Mapping[str, str], labels: Sequence[str]) -> ListQuery:
-    """The filters of `GET /v1/images` (`labels`: every `label` parameter given)."""
-    wanted = tuple(dict.fromkeys(label.strip().lower() for label in labels if label.strip()))
-    if len(wanted) > MAX_LABEL_FILTERS:
-        raise InvalidParameter(f"at most {MAX_LABEL_FILTERS} label filters, got {len(wanted)}")
-    page_size = _number_filter(values, "page_size", 1, MAX_PAGE_SIZE, True)
-    min_score = _number_filter(values, "min_score", 0, 1, False)
-    min_count = _number_filter(values, "min_count", 1, 10_000, True)
-    camera = (values.get("camera_model") or "").strip() or None
-    prefix = values.get("name_prefix") or None
-    return ListQuery(
-        labels=wanted,
-        min_score=min_score if min_score is not None else 0.0,
-        min_count=int(min_count) if min_count is not None else 1,
-        uploaded_after=_datetime_filter(values, "uploaded_after"),
-        uploaded_before=_datetime_filter(values, "uploaded_before"),
-        taken_after=_datetime_filter(values, "taken_after"),
-        taken_before=_datetime_filter(values, "taken_before"),
-        camera_model=camera[:128] if camera else None,
-        name_prefix=prefix[:MAX_NAME_CHARS] if prefix else None,
-        sha256=_hex_filter(values, "sha256"),
-        pixel_sha256=_hex_filter(values, "pixel_sha256"),
-        page_size=int(page_size) if page_size is not None else DEFAULT_PAGE_SIZE,
-        page_token=values.get("page_token") or None,
-    )
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-# --- The repository
 
 
 @dataclass(frozen=True)
@@ -414,22 +205,22 @@ class Repository:
     ) -> Uploaded:
         mime_type, extension = accepted
         key = self.store.original_key(staged.sha256, extension)
-        now = _now()
+        uploaded_at = now()
         taken_at, offset = as_utc(exif.taken_at)
         height, width = pixels.shape[:2]
         image_id = new_image_id()
         with self.database.write() as session:
-            self._lock_blob(session, staged.sha256, staged.size, mime_type, key, now)
+            self._lock_blob(session, staged.sha256, staged.size, mime_type, key, uploaded_at)
             # The blob row is ours until the commit: no delete can move this file meanwhile.
             self.store.place(staged, key)
-            statement = _insert_for(session)(Image).values(
+            statement = insert_for(session)(Image).values(
                 id=image_id,
                 owner=owner,
                 blob_sha256=staged.sha256,
                 source_sha256=source_sha,
                 pixel_sha256=pixel_sha256(pixels),
-                original_name=_clean_name(source.filename),
-                uploaded_at=now,
+                original_name=clean_name(source.filename),
+                uploaded_at=uploaded_at,
                 width=width,
                 height=height,
                 taken_at=taken_at,
@@ -467,11 +258,11 @@ class Repository:
 
     @staticmethod
     def _lock_blob(
-        session: Session, sha: str, size: int, mime_type: str, key: str, now: datetime
+        session: Session, sha: str, size: int, mime_type: str, key: str, at: datetime
     ) -> None:
         """Insert the blob row or, when it exists, lock it (an upsert that touches it)."""
-        statement = _insert_for(session)(Blob).values(
-            sha256=sha, size_bytes=size, mime_type=mime_type, storage_key=key, created_at=now
+        statement = insert_for(session)(Blob).values(
+            sha256=sha, size_bytes=size, mime_type=mime_type, storage_key=key, created_at=at
         )
         session.execute(
             statement.on_conflict_do_update(
@@ -479,7 +270,8 @@ class Repository:
             )
         )
 
-    def _models(self) -> ModelRegistry:
+    def models(self) -> ModelRegistry:
+        """The models to detect with (an upload's or a re-run's `model` names one of them)."""
         if self.registry is None:
             raise RuntimeError("this repository was opened without models")
         if isinstance(self.registry, ModelSlot):
@@ -487,7 +279,7 @@ class Repository:
         return self.registry
 
     def _detect(self, pixels: ImageArray, options: DetectOptions) -> DetectionResult:
-        return self._models().detector(options.model).detect(pixels, options.params)
+        return self.models().detector(options.model).detect(pixels, options.params)
 
     def _store_run(
         self,
@@ -497,19 +289,19 @@ class Repository:
         options: DetectOptions,
         result: DetectionResult,
     ) -> None:
-        info = self._models().detector(options.model).info
+        info = self.models().detector(options.model).info
         run = DetectionRun(
             image_id=image_id,
             model=options.model,
             model_sha256=info.sha256,
-            params=json.dumps(_params_json(options.params), sort_keys=True),
-            created_at=_now(),
+            params=json.dumps(params_json(options.params), sort_keys=True),
+            created_at=now(),
             image_width=result.image_width,
             image_height=result.image_height,
         )
         session.add(run)
         session.flush()
-        rows = _detection_rows(result, info.class_names, run.id, image_id, owner)
+        rows = detection_rows(result, info.class_names, run.id, image_id, owner)
         if rows:
             session.execute(insert(Detection), rows)
 
@@ -568,7 +360,7 @@ class Repository:
         return Original(path, blob.sha256, blob.mime_type, blob.size_bytes, image.original_name)
 
     def list_images(self, owner: str, query: ListQuery) -> Page:
-        statement = self._filtered(owner, query)
+        statement = filtered(owner, query)
         digest = query.digest()
         if query.page_token is not None:
             position = pages.decode(self.page_key, query.page_token, digest)
@@ -591,49 +383,6 @@ class Repository:
                 self.page_key, pages.Position(last.uploaded_at, last.id), digest
             )
         return Page(tuple(records), next_token)
-
-    @staticmethod
-    def _filtered(owner: str, query: ListQuery) -> Select[Image, Blob]:
-        statement = (
-            select(Image, Blob)
-            .join(Blob, Blob.sha256 == Image.blob_sha256)
-            .where(Image.owner == owner)
-        )
-        for label in query.labels:
-            matching = (
-                select(Detection.image_id)
-                .where(
-                    Detection.owner == owner,
-                    Detection.label == label,
-                    Detection.score >= query.min_score,
-                )
-                .group_by(Detection.image_id)
-                .having(func.count(Detection.id) >= query.min_count)
-            )
-            statement = statement.where(Image.id.in_(matching))
-        if query.uploaded_after is not None:
-            statement = statement.where(Image.uploaded_at > query.uploaded_after)
-        if query.uploaded_before is not None:
-            statement = statement.where(Image.uploaded_at < query.uploaded_before)
-        if query.taken_after is not None:
-            statement = statement.where(Image.taken_at > query.taken_after)
-        if query.taken_before is not None:
-            statement = statement.where(Image.taken_at < query.taken_before)
-        if query.camera_model is not None:
-            statement = statement.where(
-                func.lower(Image.camera_model) == query.camera_model.lower()
-            )
-        if query.name_prefix is not None:
-            statement = statement.where(
-                Image.original_name.like(_like_prefix(query.name_prefix), escape="\\")
-            )
-        if query.sha256 is not None:
-            statement = statement.where(
-                (Image.blob_sha256 == query.sha256) | (Image.source_sha256 == query.sha256)
-            )
-        if query.pixel_sha256 is not None:
-            statement = statement.where(Image.pixel_sha256 == query.pixel_sha256)
-        return statement
 
     def labels(self, owner: str, min_score: float) -> list[tuple[str, int, int]]:
         """(label, images, detections) for every label of the owner's stored detections."""
@@ -773,87 +522,13 @@ class Repository:
 
     # --- maintenance
 
-    def gc(self, temp_age_s: float = 3600.0, derived: bool = False) -> GcReport:
-        """Remove temp files older than `temp_age_s`, trash (restoring a file a row still
-        names), originals no row names, and with `derived` the whole derived cache."""
-        report = GcReport()
-        for path in self.store.temp_files(temp_age_s):
-            path.unlink(missing_ok=True)
-            report.temp_files += 1
-        for path in self.store.trash_files():
-            sha = path.name.split(".", 1)[0]
-            with self.database.write() as session:
-                blob = session.execute(
-                    select(Blob).where(Blob.sha256 == sha).with_for_update()
-                ).scalar_one_or_none()
-                if blob is not None and not self.store.exists(blob.storage_key):
-                    self.store.restore(Trashed(blob.storage_key, path))
-                    report.trash_restored += 1
-                    continue
-            path.unlink(missing_ok=True)
-            report.trash_purged += 1
-        with self.database.read() as session:
-            named = set(session.scalars(select(Blob.storage_key)))
-        for key in self.store.original_keys():
-            if key not in named and self._remove_orphan(key):
-                report.orphans += 1
-        if derived:
-            import shutil
+    def gc(self, temp_age_s: float = 3600.0, derived: bool = False) -> maintenance.GcReport:
+        """See `maintenance.gc`."""
+        return maintenance.gc(self.database, self.store, temp_age_s, derived)
 
-            shutil.rmtree(self.store.root / "derived", ignore_errors=True)
-            (self.store.root / "derived").mkdir(exist_ok=True)
-            report.derived_removed = True
-        return report
-
-    def _remove_orphan(self, key: str) -> bool:
-        """Remove a file no row names, holding a placeholder blob row meanwhile, so that an
-        upload of the same bytes waits for us instead of linking to a file we unlink."""
-        path = self.store.path(key)
-        sha = path.name.split(".", 1)[0]
-        if not re.fullmatch(r"[0-9a-f]{64}", sha):
-            return False
-        with self.database.write() as session:
-            held = session.execute(
-                _insert_for(session)(Blob)
-                .values(
-                    sha256=sha, size_bytes=0, mime_type="gc", storage_key=key, created_at=_now()
-                )
-                .on_conflict_do_nothing()
-                .returning(Blob.sha256)
-            ).scalar()
-            if held is None:
-                return False
-            path.unlink(missing_ok=True)
-            session.execute(delete(Blob).where(Blob.sha256 == sha))
-        return True
-
-    def check(self, verify_hash: bool = False) -> CheckReport:
-        """Rows whose file is missing (or of the wrong size or hash), blobs no image uses,
-        and how many files no row names."""
-        report = CheckReport()
-        with self.database.read() as session:
-            blobs = session.scalars(select(Blob)).all()
-            users: dict[str, list[str]] = {}
-            for image_id, sha in session.execute(select(Image.id, Image.blob_sha256)):
-                users.setdefault(sha, []).append(image_id)
-        report.blobs = len(blobs)
-        report.images = sum(len(v) for v in users.values())
-        for blob in blobs:
-            path = self.store.path(blob.storage_key)
-            if not path.is_file():
-                report.missing.append((blob.storage_key, users.get(blob.sha256, [])))
-                continue
-            if path.stat().st_size != blob.size_bytes:
-                report.wrong_size.append(blob.storage_key)
-            elif verify_hash:
-                with path.open("rb") as handle:
-                    if hashlib.file_digest(handle, "sha256").hexdigest() != blob.sha256:
-                        report.wrong_hash.append(blob.storage_key)
-            if blob.sha256 not in users:
-                report.unreferenced_blobs.append(blob.sha256)
-        named = {blob.storage_key for blob in blobs}
-        report.orphan_files = sum(1 for key in self.store.original_keys() if key not in named)
-        return report
+    def check(self, verify_hash: bool = False) -> maintenance.CheckReport:
+        """See `maintenance.check`."""
+        return maintenance.check(self.database, self.store, verify_hash)
 
     def image_ids(self, owner: str | None, missing_only: bool) -> list[tuple[str, str]]:
         """(owner, id) of stored images, for `python -m repository detect`."""
@@ -864,87 +539,3 @@ class Repository:
             statement = statement.where(~Image.id.in_(select(DetectionRun.image_id)))
         with self.database.read() as session:
             return [(row[0], row[1]) for row in session.execute(statement)]
-
-
-def _insert_for(session: Session) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
-    dialect = session.get_bind().dialect.name
-    return sqlite.insert if dialect == "sqlite" else postgresql.insert
-
-
-def _params_json(params: DetectionParams) -> dict[str, Any]:
-    return {
-        "score_th": params.score_threshold,
-        "nms_iou": params.nms_iou_threshold,
-        "min_height": params.min_height_fraction,
-        "min_width": params.min_width_fraction,
-        "maxResults": params.max_results,
-        "classes": sorted(params.class_ids) if params.class_ids is not None else None,
-        "agnostic_nms": params.class_agnostic,
-    }
-
-
-def _detection_rows(
-    result: DetectionResult,
-    class_names: Sequence[str],
-    run_id: int,
-    image_id: str,
-    owner: str,
-) -> list[dict[str, Any]]:
-    width, height = result.image_width, result.image_height
-    detections = result.detections
-    rows = []
-    for (x1, y1, x2, y2), score, class_id in zip(
-        detections.xyxy.tolist(),
-        detections.scores.tolist(),
-        detections.class_ids.tolist(),
-        strict=True,
-    ):
-        name = class_names[class_id] if 0 <= class_id < len(class_names) else str(class_id)
-        rows.append(
-            {
-                "run_id": run_id,
-                "image_id": image_id,
-                "owner": owner,
-                "label": name.lower()[:64],
-                "class_id": int(class_id),
-                "score": float(score),
-                "x1": x1 / width,
-                "y1": y1 / height,
-                "x2": x2 / width,
-                "y2": y2 / height,
-            }
-        )
-    return rows
-
-
-def stored_result(record: RunRecord) -> tuple[DetectionResult, list[str]]:
-    """A stored run as a DetectionResult in pixels of its frame, with class names that cover
-    its class ids (for `dialects.google.object_annotations`)."""
-    run = record.run
-    width, height = run.image_width, run.image_height
-    names: dict[int, str] = {box.class_id: box.label for box in record.boxes}
-    class_names = [names.get(i, str(i)) for i in range(max(names, default=-1) + 1)]
-    if not record.boxes:
-        detections = Detections.empty()
-    else:
-        detections = Detections(
-            xyxy=np.array(
-                [[b.x1 * width, b.y1 * height, b.x2 * width, b.y2 * height] for b in record.boxes],
-                dtype=np.float32,
-            ),
-            scores=np.array([b.score for b in record.boxes], dtype=np.float32),
-            class_ids=np.array([b.class_id for b in record.boxes], dtype=np.int64),
-        )
-    return DetectionResult(detections, width, height, {}), class_names
-
-
-def iter_blocks(values: Iterable[str], size: int) -> Iterable[list[str]]:
-    block: list[str] = []
-    for value in values:
-        block.append(value)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
-        yield block

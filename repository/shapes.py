@@ -10,7 +10,7 @@ from typing import Any
 
 from dialects import google
 from errors import ApiError
-from repository.service import ImageRecord, RunRecord, Uploaded, stored_result
+from repository.records import ImageRecord, RunRecord, Uploaded, stored_result
 
 API_PREFIX = "/v1/images"
 

@@ -4,7 +4,8 @@
         requests.get(server.url + "readyz")
 
 Gunicorn runs `gunicorn.conf.py` from the repository root, exactly as `make run` does, with
-`BIND`, `API_TOKENS`, `WEB_CONCURRENCY` and `INTRA_OP_THREADS` set for the test; the context
+`BIND`, `API_TOKENS`, `WEB_CONCURRENCY`, `INTRA_OP_THREADS` and `DATA_DIR` (a folder of the
+test's) set for the test; the context
 waits until `/readyz` answers 200, and on exit stops gunicorn with SIGTERM and checks that it
 shut down cleanly (exit status 0).
 """
@@ -75,6 +76,9 @@ def live_gunicorn(
         "INTRA_OP_THREADS": "1",
         # A port of its own: tests (and other people's tests) run servers side by side.
         "METRICS_PORT": str(free_port()),
+        # The image repository's files and SQLite database: the test's own, never the
+        # checkout's data/ folder.
+        "DATA_DIR": str(log_dir / "data"),
         **(extra_env or {}),
     }
     env.pop("AUTH_DISABLED", None)

@@ -83,6 +83,13 @@ def drop_postgres_database(server_url: str, name: str) -> None:
         connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+# For a test of SQLite's own behaviour (its database-wide write lock): it runs on SQLite only,
+# instead of being parametrised over PostgreSQL too and skipping there.
+sqlite_only = pytest.mark.parametrize(
+    "db_url", [pytest.param("sqlite", id="sqlite")], indirect=True
+)
+
+
 @pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None: SQLite, the default (a file under DATA_DIR); else a fresh PostgreSQL database."""

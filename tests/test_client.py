@@ -726,3 +726,39 @@ def test_cli_as_module_end_to_end(server: FakeServer, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == OK_BODY
     assert server.requests[0].headers["X-Api-Token"] == TOKEN
+
+
+# --- the split into modules: every public name where it was ------------------------------
+
+
+def test_every_public_name_is_still_importable_from_send2api() -> None:
+    from client import _http, repository, send2api
+
+    assert set(repository.__all__) - {"main"} <= set(send2api.__all__)
+    for name in send2api.__all__:
+        assert hasattr(send2api, name), name
+    # The same objects, not copies: an `except send2api.ApiError` catches what any part raises.
+    assert send2api.ApiError is _http.ApiError
+    assert send2api.upload is repository.upload
+    assert send2api.delete_image is repository.delete_image
+
+
+def test_repository_command_runs_through_the_send2api_entry(
+    server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    img = tmp_path / "dog.jpg"
+    img.write_bytes(b"jpeg bytes")
+    stored = {"image": {"id": "A" * 22}, "duplicate": False}
+    server.answer(Canned(201, json.dumps(stored).encode()))
+
+    argv = ["upload", str(img), "--no-detect", "--url", server.url, "--token", TOKEN]
+    assert main(argv) == 0
+
+    assert json.loads(capsys.readouterr().out) == stored
+    sent = server.requests[0]
+    assert sent.path == "/v1/images"
+    assert sent.headers["X-Api-Token"] == TOKEN
+    assert sent.headers["Content-Type"].startswith("multipart/form-data")
+    assert b'filename="dog.jpg"' in sent.body
+    assert b"jpeg bytes" in sent.body
+    assert b'name="detect"\r\n\r\nfalse' in sent.body

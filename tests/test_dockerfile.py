@@ -13,18 +13,31 @@ import fnmatch
 import json
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from tests.helpers import REPO_ROOT
+from ui import routes as ui_routes
 
 # What the image runs: the WSGI app (gunicorn.conf.py names serve_http), the gunicorn config,
 # and the scripts the config (reload check) and the build (model fetch) run.
 ENTRY_POINTS = ("serve_http.py", "gunicorn.conf.py", "scripts/check_models.py")
-# Read at run time, not imported.
-RUNTIME_FILES = ("gunicorn.conf.py", "openapi.json")
+
+
+# Read at run time, not imported: the gunicorn config, the OpenAPI document and every file of
+# the web UI (ui/routes.py: UI_FILES, served from ui/static/ by name).
+def runtime_files(ui_files: Iterable[str]) -> tuple[str, ...]:
+    return (
+        "gunicorn.conf.py",
+        "openapi.json",
+        *(f"ui/static/{name}" for name in sorted(ui_files)),
+    )
+
+
+RUNTIME_FILES = runtime_files(ui_routes.UI_FILES)
 
 
 @dataclass(frozen=True)
@@ -150,9 +163,11 @@ def needed_files(root: Path, entry_points: tuple[str, ...]) -> set[str]:
     return needed
 
 
-def missing_from_image(root: Path, dockerfile: str, dockerignore: str) -> list[str]:
+def missing_from_image(
+    root: Path, dockerfile: str, dockerignore: str, runtime: Iterable[str] = RUNTIME_FILES
+) -> list[str]:
     image = read_image(dockerfile, root, dockerignore)
-    wanted = needed_files(root, ENTRY_POINTS) | set(RUNTIME_FILES)
+    wanted = needed_files(root, ENTRY_POINTS) | set(runtime)
     return sorted(f for f in wanted if image.workdir / f not in image.files)
 
 
@@ -169,12 +184,16 @@ _SERVICE = {
     "gunicorn.conf.py": "import os\n",
     "scripts/check_models.py": "import sys\nfrom core import run\n",
     "openapi.json": "{}",
+    "ui/static/index.html": "<!doctype html>",
+    "ui/static/app.js": "",
 }
 _COPY_ALL = (
     "FROM python:3.11-slim\nWORKDIR /app\nCOPY scripts/ scripts/\n"
     "COPY serve_http.py core.py \\\n    leaf.py gunicorn.conf.py openapi.json ./\n"
-    "COPY dialects/ dialects/\n"
+    "COPY dialects/ dialects/\nCOPY ui/ ui/\n"
 )
+# The synthetic service's UI serves these two files.
+_RUNTIME = runtime_files(["index.html", "app.js"])
 
 
 @pytest.mark.parametrize(
@@ -211,6 +230,14 @@ _COPY_ALL = (
             _COPY_ALL.replace(" openapi.json", ""), "", ["openapi.json"], id="runtime-file"
         ),
         pytest.param(
+            # The UI's files are served at run time: without ui/ in the image, /ui/ is a 500.
+            _COPY_ALL.replace("COPY ui/ ui/\n", ""),
+            "",
+            ["ui/static/app.js", "ui/static/index.html"],
+            id="ui-not-copied",
+        ),
+        pytest.param(_COPY_ALL, "ui/static/*.js\n", ["ui/static/app.js"], id="ui-file-ignored"),
+        pytest.param(
             # Copied into an earlier stage only, or from another stage: not in the image.
             _COPY_ALL + "FROM python:3.11-slim\nWORKDIR /app\nCOPY --from=0 /app /app\n",
             "",
@@ -226,7 +253,7 @@ def test_checker_finds_what_the_image_lacks(
     for name, content in _SERVICE.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(content)
-    assert missing_from_image(tmp_path, dockerfile, dockerignore) == missing
+    assert missing_from_image(tmp_path, dockerfile, dockerignore, _RUNTIME) == missing
 
 
 def test_fetched_model_names_are_read_from_run_lines(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ example cannot rot: a route, a field or a file it names that no longer exists fa
 
 Conventions for the examples:
 
-- they call `http://127.0.0.1:5000` (and its metrics at `http://127.0.0.1:9102`) with the
-  token `my-secret`; the test puts the live server's addresses and a token of its own in
-  their place;
+- they call `http://127.0.0.1:5000` (or httpie's shorthand for it, `:5000/...`; and its metrics
+  at `http://127.0.0.1:9102`) with the token `my-secret`; the test puts the live server's
+  addresses and port and a token of its own in their place;
+- the shared photos they name (`dog.jpg`, `bus.jpg`: ../shared/images) are linked into the
+  scratch folder, as if the reader had them at hand;
 - a shell block runs with `bash -euo pipefail`, a Python block with this Python, in a scratch
   folder that holds links to every entry of the repository root (so `sample_images/...` and
   `python -m client.send2api` work, and files the examples write land in the scratch folder),
@@ -22,7 +24,11 @@ Conventions for the examples:
   stay the exception.
 
 A ```console block runs its `$ ` lines. Every example runs in a process group of its own,
-ended when the example is done or after BLOCK_TIMEOUT_S, so nothing it starts outlives it. A
+ended when the example is done or after BLOCK_TIMEOUT_S, so nothing it starts outlives it. Its
+standard input is a pseudo-terminal, as a reader's is: httpie reads a request body from a
+standard input that is not a terminal, so without one `http --multipart ... image@dog.jpg`
+would not send the file. httpie runs with a config folder of the test's that turns off its
+update check (no traffic beyond the loopback server). A
 block that names a model whose weights have not been fetched is skipped with the command that
 fetches them, as the real-model tests do.
 
@@ -45,7 +51,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, shared_image
 from tests.live_server import LiveServer, live_gunicorn
 
 DOC_FILES = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")))
@@ -56,6 +62,12 @@ EXAMPLE_METRICS_URL = "http://127.0.0.1:9102"  # METRICS_PORT's default
 EXAMPLE_TOKEN = "my-secret"
 TOKEN = f"docs-{secrets.token_hex(8)}"
 BLOCK_TIMEOUT_S = 180
+# The README is the front page: the details live in docs/.
+README_MAX_BYTES = 8 * 1024
+# httpie's `:PORT/path` (localhost), as a whole word: after a space, a quote or `=`.
+HTTPIE_SHORTHAND = re.compile(r"(?<=[\s'\"=]):5000(?=[/\s'\"]|$)", re.MULTILINE)
+# The shared photos an example may name.
+SHARED_PHOTOS = re.compile(r"\b(?:dog|bus)\.jpg\b")
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _MARK = re.compile(r"^\s*<!--\s*(?P<kind>[a-z-]+)\s*:(?P<text>.*?)-->\s*$")
@@ -171,13 +183,28 @@ def shell_script(block: Block) -> str:
     return "\n".join(commands) + "\n"
 
 
-def for_live_server(code: str, server: LiveServer) -> str:
-    metrics = server.metrics_url.removesuffix("/metrics")
-    return (
-        code.replace(EXAMPLE_URL, server.url.rstrip("/"))
+def for_live_server(code: str, live: LiveServer) -> str:
+    port = live.url.rstrip("/").rsplit(":", 1)[1]
+    metrics = live.metrics_url.removesuffix("/metrics")
+    code = (
+        code.replace(EXAMPLE_URL, live.url.rstrip("/"))
         .replace(EXAMPLE_METRICS_URL, metrics)
         .replace(EXAMPLE_TOKEN, TOKEN)
     )
+    return HTTPIE_SHORTHAND.sub(f":{port}", code)
+
+
+def link_shared_photos(code: str, root: Path) -> None:
+    """Link the shared photos the code names into the scratch folder (skips when missing)."""
+    for name in sorted(set(SHARED_PHOTOS.findall(code))):
+        (root / name).symlink_to(shared_image(name))
+
+
+def httpie_config(folder: Path) -> Path:
+    """A config folder for httpie that turns its update check off."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"disable_update_warnings": true}\n', encoding="utf-8")
+    return folder
 
 
 def missing_models(code: str) -> list[str]:
@@ -201,7 +228,7 @@ def scratch_root(tmp_path: Path) -> Path:
     return root
 
 
-def example_env() -> dict[str, str]:
+def example_env(httpie_dir: Path | None = None) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
@@ -211,22 +238,40 @@ def example_env() -> dict[str, str]:
     bins = [str(REPO_ROOT / ".venv" / "bin"), str(Path(sys.executable).parent)]
     env["PATH"] = os.pathsep.join([*bins, env.get("PATH", "")])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if httpie_dir is not None:
+        env["HTTPIE_CONFIG_DIR"] = str(httpie_dir)
     return env
 
 
-def run_in_own_group(command: list[str], cwd: Path) -> tuple[int | None, str, str]:
+def run_in_own_group(
+    command: list[str], cwd: Path, httpie_dir: Path | None = None
+) -> tuple[int | None, str, str]:
     """Run an example in a process group of its own, and end the whole group afterwards: an
     example that starts a server (one that should have been marked no-run) or leaves something
-    in the background must not outlive its test. The exit status is None after a timeout."""
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=example_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    in the background must not outlive its test. The exit status is None after a timeout.
+    Standard input is a pseudo-terminal (nothing is ever typed into it)."""
+    terminal, standard_input = os.openpty()
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=example_env(httpie_dir),
+            stdin=standard_input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        os.close(standard_input)  # the child holds its own copy
+    try:
+        return _finish(process)
+    finally:
+        os.close(terminal)
+
+
+def _finish(process: subprocess.Popen[str]) -> tuple[int | None, str, str]:
+    """Wait for the example (BLOCK_TIMEOUT_S at most), then end its whole group."""
     try:
         stdout, stderr = process.communicate(timeout=BLOCK_TIMEOUT_S)
         returncode: int | None = process.returncode
@@ -340,6 +385,42 @@ def test_console_blocks_run_their_prompt_lines() -> None:
     assert shell_script(block) == "echo a \\\n  b\ntrue\n"
 
 
+_ADDRESS_CASES = [
+    # httpie's shorthand, bare and quoted: the live port (localhost, as httpie reads it)
+    pytest.param(
+        "http -b --multipart POST :5000/image/upload image@dog.jpg",
+        "http -b --multipart POST :4321/image/upload image@dog.jpg",
+        id="httpie-shorthand",
+    ),
+    pytest.param(
+        "http GET ':5000/v1/images?label=dog' X-Api-Token:my-secret",
+        f"http GET ':4321/v1/images?label=dog' X-Api-Token:{TOKEN}",
+        id="httpie-quoted-and-token",
+    ),
+    # the full URL: the live server's
+    pytest.param(
+        "curl -fsS http://127.0.0.1:5000/healthz",
+        "curl -fsS http://127.0.0.1:4321/healthz",
+        id="url",
+    ),
+    # `:5000` inside another word is no address
+    pytest.param("echo 10:5000 a:5000", "echo 10:5000 a:5000", id="not-an-address"),
+]
+
+
+@pytest.mark.parametrize(("code", "expected"), _ADDRESS_CASES)
+def test_examples_get_the_live_address_and_token(code: str, expected: str) -> None:
+    live = LiveServer("http://127.0.0.1:4321/", Path("gunicorn.log"))
+    assert for_live_server(code, live) == expected
+
+
+def test_examples_run_with_a_terminal_as_standard_input(tmp_path: Path) -> None:
+    # httpie sends a standard input that is not a terminal as the body, instead of the file.
+    check = "import sys; print(sys.stdin.isatty())"
+    returncode, stdout, _ = run_in_own_group([sys.executable, "-c", check], tmp_path)
+    assert (returncode, stdout) == (0, "True\n")
+
+
 # --- The Markdown itself
 
 
@@ -347,6 +428,13 @@ def test_console_blocks_run_their_prompt_lines() -> None:
 def test_marks_are_well_formed(path: Path) -> None:
     """Every mark has its text and sits right before a shell or Python block."""
     assert not PARSED[path].problems, "\n".join(PARSED[path].problems)
+
+
+def test_readme_stays_short_and_links_the_repository_docs() -> None:
+    readme = REPO_ROOT / "README.md"
+    assert readme.stat().st_size <= README_MAX_BYTES, "README.md: move details to docs/"
+    assert "(docs/repository.md)" in readme.read_text(encoding="utf-8")
+    assert "(repository.md)" in (REPO_ROOT / "docs" / "api.md").read_text(encoding="utf-8")
 
 
 def test_examples_are_found_and_marked_ones_stay_the_exception() -> None:
@@ -375,6 +463,7 @@ def test_example_runs(block: Block, server: LiveServer, tmp_path: Path) -> None:
     if missing:
         pytest.skip(f"models/{missing[0]}.onnx is missing: run `make test-models`")
     root = scratch_root(tmp_path)
+    link_shared_photos(block.code, root)
     if block.language == "python":
         script = root / "example.py"
         script.write_text(for_live_server(block.code, server), encoding="utf-8")
@@ -386,7 +475,7 @@ def test_example_runs(block: Block, server: LiveServer, tmp_path: Path) -> None:
     code = script.read_text(encoding="utf-8")
     for stray in ("127.0.0.1:5000", "localhost"):
         assert stray not in code, f"{block.where}: call the service as {EXAMPLE_URL}/"
-    returncode, stdout, stderr = run_in_own_group(command, root)
+    returncode, stdout, stderr = run_in_own_group(command, root, httpie_config(tmp_path / "httpie"))
     report = (
         f"{block.where} exited with {returncode}\n--- code\n{code}"
         f"--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-3000:]}"

@@ -28,9 +28,34 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # gunicorn's settings and the worker class they name (gunicorn_worker.py).
     ("run the service", ("gunicorn.conf", "gunicorn_worker")),
     ("composition root", ("serve_http",)),
+    ("the web UI's files", ("ui", "ui.*")),
     ("views of other servers' protocols", ("compat", "compat.*")),
     # Metrics and log formatting: gunicorn.conf.py's hooks and the app use them.
     ("observability", ("metrics", "logs")),
+    # The image repository (repository/): above the protocols and the core it uses, below the
+    # root that installs its blueprint; nothing under it imports it. Its own modules in layers
+    # too: the views (the one module of it that knows Flask: OWNERS) and the command line,
+    # then what they answer with, the transactions, and their parts.
+    (
+        "repository views and commands",
+        ("repository", "repository.routes", "repository.__main__", "repository.migrations.*"),
+    ),
+    ("repository answers", ("repository.shapes",)),
+    ("repository operations", ("repository.service",)),
+    ("repository upkeep and filters", ("repository.maintenance", "repository.queries")),
+    ("repository rows", ("repository.rows",)),
+    ("repository values", ("repository.records",)),
+    (
+        "repository parts",
+        (
+            "repository.db",
+            "repository.storage",
+            "repository.pages",
+            "repository.exif",
+            "repository.renditions",
+            "repository.tables",
+        ),
+    ),
     ("protocols", ("dialects", "dialects.*")),
     ("tokens and pictures", ("auth", "render")),
     ("core", ("utils_serve",)),
@@ -486,7 +511,25 @@ def test_the_walk_skips_tests_scripts_benchmarks_and_hidden_folders(tmp_path: Pa
             id="from-import",
         ),
         # A new module nobody placed in the table.
-        pytest.param({"repository": ["errors"]}, "repository is in 0 layers", id="unplaced"),
+        pytest.param({"gallery": ["errors"]}, "gallery is in 0 layers", id="unplaced"),
+        # The core reaching up into the repository that uses it.
+        pytest.param(
+            {"utils_serve": ["repository.service"]},
+            "utils_serve (core) imports repository.service",
+            id="core-up-to-repository",
+        ),
+        # A protocol module using the repository.
+        pytest.param(
+            {"dialects__google": ["repository.records"]},
+            "dialects.google (protocols) imports repository.records",
+            id="protocol-up-to-repository",
+        ),
+        # Inside the repository: a part reaching up to the transactions.
+        pytest.param(
+            {"repository__storage": ["repository.service"]},
+            "repository.storage (repository parts) imports repository.service",
+            id="repository-part-up",
+        ),
     ],
 )
 def test_layer_guard_fails(edges: dict[str, list[str]], expected: str) -> None:
@@ -523,6 +566,12 @@ def test_leaf_guard_fails() -> None:
         pytest.param({"render": ["cv2"]}, "render imports cv2", id="cv2-outside-image_io"),
         pytest.param({"registry": ["flask.json"]}, "registry imports flask", id="flask"),
         pytest.param({"auth": ["werkzeug.http"]}, "auth imports werkzeug", id="werkzeug"),
+        # Of the repository, only its blueprint (repository.routes) knows Flask.
+        pytest.param(
+            {"repository__service": ["flask"]},
+            "repository.service imports flask",
+            id="flask-in-repository-service",
+        ),
     ],
 )
 def test_owner_guard_fails(edges: dict[str, list[str]], expected: str) -> None:

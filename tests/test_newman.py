@@ -1,5 +1,6 @@
 """The Postman collection in client/postman, run by newman against real gunicorn (2 workers,
-the real model): every route and input form, with Postman's own assertions.
+the real model): every route and input form, the image repository's too, with Postman's own
+assertions.
 
 newman is pinned in client/postman/package-lock.json and installed into
 client/postman/node_modules by `make test` (`python scripts/install_newman.py`), with the Node
@@ -35,6 +36,8 @@ COLLECTION = POSTMAN_DIR / "detection-service.postman_collection.json"
 ENVIRONMENT = POSTMAN_DIR / "detection-service.postman_environment.json"
 NEWMAN_JS = POSTMAN_DIR / "node_modules" / "newman" / "bin" / "newman.js"
 TOKEN = "newman-token-7c1"
+# Another owner's token (`owner:token`), for the repository's "another owner's image" requests.
+OTHER_TOKEN = "newman-other-5e2"
 NEWMAN_TIMEOUT_S = 240
 INSTALL_HINT = "run `make test`, or `python scripts/install_newman.py` in the virtual environment"
 
@@ -92,7 +95,8 @@ def newman() -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_gunicorn(tmp_path_factory.mktemp("gunicorn"), [TOKEN], workers=2) as live:
+    tokens = [TOKEN, f"other:{OTHER_TOKEN}"]
+    with live_gunicorn(tmp_path_factory.mktemp("gunicorn"), tokens, workers=2) as live:
         yield live
 
 
@@ -101,6 +105,7 @@ def test_postman_collection_passes(newman: list[str], server: LiveServer, tmp_pa
         {
             "baseUrl": server.url.rstrip("/"),
             "token": TOKEN,
+            "otherToken": OTHER_TOKEN,
             "chelseaB64": base64.b64encode((SAMPLE_IMAGES / "chelsea.png").read_bytes()).decode(),
             "coffeeB64": base64.b64encode((SAMPLE_IMAGES / "coffee.png").read_bytes()).decode(),
         }
@@ -148,3 +153,4 @@ def test_postman_collection_passes(newman: list[str], server: LiveServer, tmp_pa
     log = server.log()
     assert "Traceback" not in log, log
     assert TOKEN not in log
+    assert OTHER_TOKEN not in log

@@ -82,7 +82,14 @@ def test_fields_are_read(fmt: str) -> None:
     assert info.gps_altitude_m == 35.0
 
 
-@pytest.mark.parametrize("fmt", [ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.WEBP])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param(ImageFormat.JPEG, id="jpeg"),
+        pytest.param(ImageFormat.PNG, id="png"),
+        pytest.param(ImageFormat.WEBP, id="webp"),
+    ],
+)
 def test_strip_removes_gps_and_keeps_the_rest(fmt: ImageFormat) -> None:
     original = photo(fmt.value.upper(), exif_block())
     stripped = strip_gps(original, fmt)
@@ -199,7 +206,14 @@ def test_oversized_exif_is_reported_not_parsed() -> None:
 
 @pytest.mark.parametrize(
     ("policy", "shown", "stored_has_gps"),
-    [("store", True, True), ("hide", False, True), ("strip", False, False)],
+    [
+        # Stored and shown.
+        pytest.param("store", True, True, id="store"),
+        # Stored in the file but never answered.
+        pytest.param("hide", False, True, id="hide"),
+        # Removed from the stored original, orientation kept.
+        pytest.param("strip", False, False, id="strip"),
+    ],
 )
 def test_gps_policies(tmp_path: Path, policy: str, shown: bool, stored_has_gps: bool) -> None:
     config = replace(

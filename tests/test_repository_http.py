@@ -4,10 +4,14 @@ renditions and their cache, pages, deletes, and every error status of the routes
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import json
+import os
 import sqlite3
 import struct
+import textwrap
 import zlib
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,10 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from tests.helpers import encode_image, shared_image
-from tests.repo_support import ALICE_AUTH, BOB_AUTH
+from errors import InsufficientStorage
+from repository.storage import write_all
+from tests.helpers import encode_image, run_python, shared_image
+from tests.repo_support import ALICE, ALICE_AUTH, BOB_AUTH, sqlite_only
 
 JPEG = encode_image(320, 240, ".jpg", seed=3)
 PNG = encode_image(200, 100, ".png", seed=4)
@@ -159,6 +165,22 @@ def test_another_owners_image_is_a_404_everywhere(repo_client: FlaskClient) -> N
     assert repo_client.get(f"/v1/images/{image_id}", headers=ALICE_AUTH).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        # The original routes' own words are not image ids: only their routes answer there.
+        pytest.param("GET", "/image/upload", {"POST", "OPTIONS"}, id="get-upload"),
+        pytest.param("DELETE", "/image/list", {"GET", "HEAD", "OPTIONS"}, id="delete-list"),
+    ],
+)
+def test_the_original_routes_words_are_not_image_ids(
+    repo_client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    answer = repo_client.open(path, method=method, headers=ALICE_AUTH)
+    assert answer.status_code == 405
+    assert set(answer.headers["Allow"].replace(" ", "").split(",")) == allowed
+
+
 def test_routes_need_a_token(repo_client: FlaskClient) -> None:
     assert repo_client.get("/v1/images").status_code == 401
     assert (
@@ -212,11 +234,16 @@ def test_thumbnail_sizes_and_formats(repo_client: FlaskClient) -> None:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("w=300", (307, 512)),  # 300 snaps up to 512: 1000x600 fitted into width 512
-        ("w=64&h=64", (38, 64)),
-        ("h=100", (128, 213)),  # 100 snaps to 128
-        ("w=100&h=100&fit=cover", (128, 128)),  # covered and cropped to the square
-        ("w=5000", (600, 1000)),  # never enlarged: 2048 is above the original
+        # 300 snaps up to 512: 1000x600 fitted into width 512.
+        pytest.param("w=300", (307, 512), id="width-snaps-up"),
+        # Fitted into the box: the width decides.
+        pytest.param("w=64&h=64", (38, 64), id="contain-box"),
+        # 100 snaps to 128.
+        pytest.param("h=100", (128, 213), id="height-snaps-up"),
+        # Covered and cropped to the square.
+        pytest.param("w=100&h=100&fit=cover", (128, 128), id="cover-crops"),
+        # Never enlarged: 2048 is above the original.
+        pytest.param("w=5000", (600, 1000), id="never-enlarged"),
     ],
 )
 def test_render_sizes_snap_to_the_ladder(
@@ -466,11 +493,11 @@ def test_request_errors(repo_client: FlaskClient) -> None:
     assert unknown_model.get_json()["error"]["reason"] == "unknown_model"
 
 
+@sqlite_only  # SQLite's database-wide write lock: PostgreSQL has row locks
 def test_busy_sqlite_is_a_503_with_retry_after(
     repo_client: FlaskClient, repo_config: Any, data_dir: Path
 ) -> None:
-    if repo_config.repo_db_url is not None:
-        pytest.skip("SQLite's write lock: PostgreSQL has row locks")
+    assert repo_config.repo_db_url is None
     blocker = sqlite3.connect(data_dir / "repository.sqlite3", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
@@ -483,3 +510,80 @@ def test_busy_sqlite_is_a_503_with_retry_after(
     assert answer.get_json()["error"]["reason"] == "repository_busy"
     assert "locked" not in answer.get_data(as_text=True)
     assert upload(repo_client, JPEG).status_code == 201  # and fine once the lock is gone
+
+
+def test_enospc_from_the_kernel_is_insufficient_storage() -> None:
+    # /dev/full answers every write with ENOSPC: the storage's write path maps it to the 507.
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(InsufficientStorage) as raised:
+            write_all(fd, memoryview(b"x" * 4096))
+    finally:
+        os.close(fd)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert raised.value.__cause__.errno == errno.ENOSPC
+    assert raised.value.status == 507
+
+
+# The app in a process of its own whose file size limit (RLIMIT_FSIZE) is below the photo's
+# size: staging the upload fails in the kernel (EFBIG, the "file too large" of a full quota),
+# as on a full disk; then the limit is lifted and the same upload goes through.
+FULL_DISK = textwrap.dedent(
+    """
+    import io, json, resource, signal, sys
+    from pathlib import Path
+    from config import ServiceConfig
+    from serve_http import create_app
+    from tests.helpers import FakeDetector
+
+    data_dir, db_url, limit = Path(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3])
+    photo, token = Path(sys.argv[4]).read_bytes(), sys.argv[5]
+    config = ServiceConfig(api_tokens=(f"alice:{token}",), data_dir=data_dir, repo_db_url=db_url)
+    client = create_app(config, FakeDetector()).test_client()
+
+    def upload():
+        answer = client.post(
+            "/v1/images",
+            headers={"X-Api-Token": token},
+            data={"image": (io.BytesIO(photo), "big.png")},
+        )
+        return [answer.status_code, answer.get_json()]
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    full = upload()
+    left = [str(p) for p in (data_dir / "tmp").iterdir()]
+    left += [str(p) for p in (data_dir / "originals").rglob("*") if p.is_file()]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    print(json.dumps({"full": full, "left": left, "fine": upload()}))
+    """
+)
+
+
+def test_a_full_disk_is_a_507_and_leaves_nothing_behind(
+    tmp_path: Path, data_dir: Path, db_url: str | None
+) -> None:
+    photo = tmp_path / "big.png"
+    photo.write_bytes(encode_image(256, 256, ".png", seed=7))  # noise: it does not compress
+    limit = 16 * 1024
+    assert photo.stat().st_size > 2 * limit
+    # Migrated first, without the limit: only the upload's own writes meet it.
+    created = run_python(
+        "-c",
+        FULL_DISK,
+        str(data_dir),
+        db_url or "",
+        str(limit),
+        str(photo),
+        ALICE,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr[-3000:]
+    outcome = json.loads(created.stdout.strip().splitlines()[-1])
+    status, body = outcome["full"]
+    assert status == 507, body
+    assert body["error"]["reason"] == "insufficient_storage"
+    assert "Traceback" not in created.stderr
+    assert outcome["left"] == []  # no temp file, no original
+    assert outcome["fine"][0] == 201  # the same upload once there is room

@@ -218,7 +218,8 @@ CRASH = textwrap.dedent(
     from sqlalchemy.orm import Session
     from config import load_config
     from registry import load_registry
-    from repository.service import DetectOptions, Repository, UploadSource
+    from repository.records import DetectOptions, UploadSource
+    from repository.service import Repository
     from detection_types import DetectionParams
 
     config = load_config({**os.environ, "AUTH_DISABLED": "1"})
@@ -237,7 +238,7 @@ CRASH = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("database", DATABASES)
+@pytest.mark.parametrize("database", DATABASES, ids=DATABASES)
 def test_a_crash_between_file_and_commit_leaves_an_orphan_that_gc_removes(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -279,7 +280,7 @@ def test_a_crash_between_file_and_commit_leaves_an_orphan_that_gc_removes(
 # ---------------------------------------------------------------------- migrations, CLI
 
 
-@pytest.mark.parametrize("database", DATABASES)
+@pytest.mark.parametrize("database", DATABASES, ids=DATABASES)
 def test_migrations_on_an_empty_database_and_alembic_check(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

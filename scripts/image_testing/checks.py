@@ -237,6 +237,18 @@ def check_sigterm(container: Container) -> str:
     return "SIGTERM: gunicorn stopped with exit status 0"
 
 
+def check_ui(container: Container) -> str:
+    # The web UI's files are read at run time: one missing from the image is a 500 only then.
+    page = requests.get(container.url + "ui/", timeout=HTTP_TIMEOUT_S)
+    script = requests.get(container.url + "ui/app.js", timeout=HTTP_TIMEOUT_S)
+    got = [(r.status_code, r.headers.get("Content-Type", "")) for r in (page, script)]
+    if [status for status, _ in got] != [200, 200] or not got[1][1].startswith("text/javascript"):
+        raise Fail(f"/ui/ and /ui/app.js answered {got}")
+    if "frame-ancestors 'none'" not in page.headers.get("Content-Security-Policy", ""):
+        raise Fail("/ui/ has no strict Content-Security-Policy")
+    return "/ui/ and /ui/app.js 200 with their types and the UI's Content-Security-Policy"
+
+
 # In this order: the last two change the container (a reload, then its end).
 CHECKS: tuple[Check, ...] = (
     check_probes,
@@ -244,6 +256,7 @@ CHECKS: tuple[Check, ...] = (
     check_send2api,
     check_google_client,
     check_token_required,
+    check_ui,
     check_processes,
     check_files,
     check_healthcheck,

@@ -22,6 +22,7 @@ FRAGMENTS = (
     "kserve.json",
     "doods.json",
     "repository.json",
+    "ui.json",
 )
 REQUEST_ID_HEADER = "X-Request-Id"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

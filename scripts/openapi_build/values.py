@@ -14,6 +14,7 @@ import utils_serve
 from detection_types import DetectionParams
 from dialects import deepstack, google, native, roboflow
 from manifests import COCO80_FILE, coco80_names
+from ui import routes as ui_routes
 
 from .common import BuildError, Json, codes_list, number, openapi_path
 
@@ -100,6 +101,7 @@ def placeholders() -> dict[str, Json]:
         "default_class_names": list(default_class_names()),
         "default_class_id_max": len(default_class_names()) - 1,
         "default_classes_text_pattern": classes_text_pattern(default_class_names()),
+        "ui_files": sorted(ui_routes.UI_FILES),
     }
 
 

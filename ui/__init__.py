@@ -1,0 +1,1 @@
+"""The web UI (docs/ui.md): its static files in `static/`, served by `routes.py`."""
