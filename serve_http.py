@@ -8,7 +8,6 @@ lines: they read the request and hand plain values to a protocol module in `dial
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ import stages
 from auth import check_token, client_address, open_route_allowed, presented_token
 from compat.routes import (
     ServiceState,
+    body_fields,
     buffer_body,
     deepstack_custom_list_view,
     deepstack_detection_view,
@@ -44,6 +44,7 @@ from compat.routes import (
     kserve_model_ready_view,
     kserve_ready_view,
     kserve_server_metadata_view,
+    model_labels,
     request_body,
     require_host,
     roboflow_add_view,
@@ -78,7 +79,6 @@ from ui import routes as ui_routes
 from utils_serve import (
     ImageTask,
     input_kind,
-    is_json_mimetype,
     params_from_fields,
     parse_json_body,
     run_tasks,
@@ -390,24 +390,6 @@ def _register_routes(app: Flask) -> None:
 # --- Hooks and errors
 
 
-def _body_fields(route: Route, max_bytes: int) -> Mapping[str, Any] | None:
-    """The body's fields, for a route whose clients may send the token in one: the form, or
-    the members of a JSON object. A JSON body is read here and put back for the view."""
-    if route.key_body_field is None:
-        return None
-    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form_parsed()
-        return request.form
-    if not is_json_mimetype(request.mimetype):
-        return None
-    body: bytes = g.get("body", b"")  # read whole by buffer_body, before this
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        return None  # the view answers the bad JSON; without a token it is a 401 first
-    return payload if isinstance(payload, dict) else None
-
-
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
@@ -431,7 +413,7 @@ def _register_hooks(app: Flask) -> None:
         if state.config.auth_disabled:
             g.owner = DEFAULT_OWNER
             return
-        fields = _body_fields(route, state.config.max_body_bytes)
+        fields = body_fields(route.key_body_field)
         token = presented_token(dict(request.headers), request.args, fields, route.key_body_field)
         if token is None and route.family in state.config.open_routes:
             client = client_address(
@@ -550,17 +532,6 @@ def _log_open_routes(config: ServiceConfig) -> None:
     )
 
 
-def _model_labels(registry: ModelRegistry) -> list[tuple[str, dict[str, str], bool]]:
-    labels = []
-    for name in registry.names:
-        detector = registry.detector(name)
-        info = detector.info
-        size = f"{info.input_width}x{info.input_height}"
-        described = {"family": info.family, "input_size": size, "sha256": info.sha256}
-        labels.append((name, described, detector.ready))
-    return labels
-
-
 def create_app(
     config: ServiceConfig | None = None,
     detector: DetectorLike | ModelRegistry | None = None,
@@ -587,13 +558,13 @@ def create_app(
             lambda: load_registry(config, verified, on_loaded=metrics.model_loaded),
             config.model_retry_s,
             hidden_prefixes=(str(config.models_dir.resolve()), str(config.models_dir)),
-            on_ready=lambda registry: metrics.models_ready(_model_labels(registry)),
+            on_ready=lambda registry: metrics.models_ready(model_labels(registry)),
         )
         # A worker whose models do not load still starts (see ModelSlot), answering 503.
         models.try_load()
     else:
         registry = detector if isinstance(detector, ModelRegistry) else ModelRegistry.of(detector)
-        metrics.models_ready(_model_labels(registry))
+        metrics.models_ready(model_labels(registry))
         models = ModelSlot(lambda: registry, config.model_retry_s, registry=registry)
     app = Flask(__name__)
     # Werkzeug enforces this for bodies with a Content-Length; read_body covers chunked ones.

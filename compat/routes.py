@@ -30,6 +30,7 @@ from utils_serve import (
     TaskOutcome,
     detect_full,
     is_integer_text,
+    is_json_mimetype,
     parse_json_body,
     read_body,
     run_tasks,
@@ -65,6 +66,35 @@ def require_host(environ: Mapping[str, Any]) -> None:
     """RFC 9112, section 3.2: an HTTP/1.1 request without Host is a 400."""
     if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
         raise BadRequest("an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)")
+
+
+def body_fields(key_body_field: str | None) -> Mapping[str, Any] | None:
+    """The body's fields, for a route whose clients may send the token in one
+    (`key_body_field`): the form, or the members of a JSON object (read whole before)."""
+    if key_body_field is None:
+        return None
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form_parsed()
+        return request.form
+    if not is_json_mimetype(request.mimetype):
+        return None
+    body: bytes = g.get("body", b"")  # read whole by buffer_body, before this
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # the view answers the bad JSON; without a token it is a 401 first
+    return payload if isinstance(payload, dict) else None
+
+
+def model_labels(registry: ModelRegistry) -> list[tuple[str, dict[str, str], bool]]:
+    labels = []
+    for name in registry.names:
+        detector = registry.detector(name)
+        info = detector.info
+        size = f"{info.input_width}x{info.input_height}"
+        described = {"family": info.family, "input_size": size, "sha256": info.sha256}
+        labels.append((name, described, detector.ready))
+    return labels
 
 
 def buffer_body(max_bytes: int) -> None:
