@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast model test-models newman browser lint typecheck pytest lock bench clean \
+.PHONY: run test test-fast model test-models newman browser ui-screenshots lint typecheck pytest lock bench clean \
 	clients-venv clients-lock
 
 # Installs come only from the lock files (every package pinned with its hashes), never straight
@@ -120,6 +120,10 @@ typecheck: $(STAMP)
 tools:
 	@./scripts/install_tools.sh || { [ "$(CI)" != true ] && \
 		echo "tools not installed: tests/test_scaleout.py will skip"; }
+
+# The web UI's screenshots that docs/ui.md shows, taken again by its browser tests.
+ui-screenshots: model browser
+	UI_SCREENSHOT_DIR=$(CURDIR)/docs/ui $(BIN)/python -m pytest tests/test_ui_browser.py
 
 pytest: test-models newman clients-venv tools browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -10,7 +10,9 @@ The tests do what a person would: type the token, pick dog.jpg and bus.jpg with 
 see the boxes and the table rows, move the score slider, upload to the repository, filter by
 `person`, open a photo and delete it. A photo named `<img src=x onerror=alert(1)>.jpg` must show
 as text: no element made from it, no dialog, no Content-Security-Policy violation. Each screen's
-screenshot is written to docs/ui/ (docs/ui.md shows them).
+screenshot is written to build/ui-screenshots/ (git-ignored), or to UI_SCREENSHOT_DIR:
+`make ui-screenshots` runs these tests with it set to docs/ui/, the pictures docs/ui.md shows,
+so that a test run never changes the checkout.
 
 Waits are for states of the page (an element, a count, a text), never for a time.
 """
@@ -18,6 +20,7 @@ Waits are for states of the page (an element, a count, a text), never for a time
 from __future__ import annotations
 
 import io
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -54,7 +57,7 @@ CHROMIUM_ARGS = [
 ]
 WIDE = ViewportSize(width=1280, height=800)
 NARROW = ViewportSize(width=360, height=740)
-SCREENSHOTS = REPO_ROOT / "docs" / "ui"
+SCREENSHOTS = Path(os.environ.get("UI_SCREENSHOT_DIR") or REPO_ROOT / "build" / "ui-screenshots")
 TOKEN = f"ui-{secrets.token_hex(8)}"
 # A file name that is markup: shown as text, it creates nothing.
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.jpg"
@@ -70,7 +73,7 @@ WAIT_MS = 60_000
 
 
 def save_screenshot(page: Page, name: str, full_page: bool = False) -> Path:
-    """The page as a PNG in docs/ui/, in 256 colours (a tenth of the size, text still sharp)."""
+    """The page as a PNG in SCREENSHOTS, in 256 colours (a tenth of the size, text still sharp)."""
     picture = Image.open(io.BytesIO(page.screenshot(full_page=full_page))).convert("RGB")
     path = SCREENSHOTS / name
     path.parent.mkdir(parents=True, exist_ok=True)
